@@ -1,0 +1,143 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SourceAgentStatus is the part of a PodMigration's status that the agent of
+// the source node writes.
+type SourceAgentStatus struct {
+	// conditions report the source agent's steps. Types are Prepared,
+	// Checkpointed, ImagesServed and CleanedUp.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// cutTime is when the agent started the first container's checkpoint.
+	// With sourcePolicy Delete the source pod makes no progress after it.
+	// +optional
+	CutTime *metav1.Time `json:"cutTime,omitempty"`
+
+	// frozen is true while the agent holds the source pod's containers
+	// paused. The agent thaws them on rollback.
+	// +optional
+	Frozen bool `json:"frozen,omitempty"`
+
+	// containers describe each checkpointed container and its image.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Containers []SourceContainerStatus `json:"containers,omitempty"`
+
+	// endpoint is the host:port where the target node's agent fetches the
+	// checkpoint images in transfer mode Direct.
+	// +optional
+	// +kubebuilder:validation:MaxLength=261
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// logPath is the directory on the source node that keeps the CRIU logs
+	// of this migration's checkpoints.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	LogPath string `json:"logPath,omitempty"`
+}
+
+// SourceContainerStatus describes one checkpointed container.
+type SourceContainerStatus struct {
+	// name is the container's name in the pod.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// image is the reference of the container's checkpoint image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// imageDigest is the digest of the checkpoint image's index, which the
+	// target node's agent verifies.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	ImageDigest string `json:"imageDigest,omitempty"`
+
+	// imageBytes is the total size of the checkpoint image's blobs.
+	// +optional
+	ImageBytes int64 `json:"imageBytes,omitempty"`
+
+	// baseImage is the image the container ran when it was checkpointed, as
+	// recorded in the archive.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	BaseImage string `json:"baseImage,omitempty"`
+
+	// archiveBytes is the size of the checkpoint archive.
+	// +optional
+	ArchiveBytes int64 `json:"archiveBytes,omitempty"`
+
+	// freezingTime is how long CRIU took to freeze the processes.
+	// +optional
+	FreezingTime *metav1.Duration `json:"freezingTime,omitempty"`
+
+	// frozenTime is how long the processes stayed frozen during the dump.
+	// +optional
+	FrozenTime *metav1.Duration `json:"frozenTime,omitempty"`
+
+	// pagesWritten is the number of memory pages CRIU wrote.
+	// +optional
+	PagesWritten int64 `json:"pagesWritten,omitempty"`
+}
+
+// TargetAgentStatus is the part of a PodMigration's status that the agent of
+// the target node writes.
+type TargetAgentStatus struct {
+	// conditions report the target agent's steps. Types are Prepared,
+	// ImagesReady, Restored and CleanedUp.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// bytesDone is the number of image bytes received so far.
+	// +optional
+	BytesDone int64 `json:"bytesDone,omitempty"`
+
+	// bytesTotal is the number of image bytes to receive.
+	// +optional
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+
+	// containers describe each container's image on the target node and,
+	// once the restored pod runs, whether the runtime restored it.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Containers []TargetContainerStatus `json:"containers,omitempty"`
+}
+
+// TargetContainerStatus describes one container on the target node.
+type TargetContainerStatus struct {
+	// name is the container's name in the pod.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// image is the reference under which the checkpoint image is available
+	// to the target node's runtime. The restored pod uses it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// containerID is the runtime's ID of the restored container.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	ContainerID string `json:"containerID,omitempty"`
+
+	// restored is true when the runtime reports that it restored the
+	// container from its checkpoint rather than starting it fresh.
+	// +optional
+	Restored bool `json:"restored,omitempty"`
+}

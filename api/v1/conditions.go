@@ -1,0 +1,129 @@
+package v1
+
+// Condition types of a PodMigration, written by the controller.
+const (
+	// ConditionPreflightPassed is True when every check before the
+	// checkpoint passed, the agents' checks included.
+	ConditionPreflightPassed = "PreflightPassed"
+	// ConditionCheckpointed is True when every container is checkpointed.
+	ConditionCheckpointed = "Checkpointed"
+	// ConditionImagesReady is True when every checkpoint image is available
+	// to the target node's runtime.
+	ConditionImagesReady = "ImagesReady"
+	// ConditionRestored is True when the restored pod passed verification:
+	// Ready, every container restored by the runtime, no restart during the
+	// settle window.
+	ConditionRestored = "Restored"
+	// ConditionSourceRemoved is True when the source pod was deleted, and
+	// False with reason SourceKept for sourcePolicy Keep.
+	ConditionSourceRemoved = "SourceRemoved"
+	// ConditionSucceeded is the summary: True on success, False on failure
+	// (with the failure's reason), Unknown while the migration runs.
+	ConditionSucceeded = "Succeeded"
+)
+
+// Condition types of the agents' parts of a PodMigration's status.
+const (
+	// AgentConditionPrepared is True when the agent's checks before the
+	// checkpoint passed: the source can be checkpointed, or the target can
+	// restore it (base images present or pullable, restore enabled).
+	AgentConditionPrepared = "Prepared"
+	// AgentConditionCheckpointed is True when the source agent has
+	// checkpointed every container.
+	AgentConditionCheckpointed = "Checkpointed"
+	// AgentConditionImagesServed is True when the source agent has built
+	// every checkpoint image and serves or has pushed it.
+	AgentConditionImagesServed = "ImagesServed"
+	// AgentConditionImagesReady is True when the target agent has imported
+	// every checkpoint image and the runtime's CRI reports it.
+	AgentConditionImagesReady = "ImagesReady"
+	// AgentConditionRestored is True when the target agent has seen the
+	// runtime report every container of the restored pod as restored.
+	AgentConditionRestored = "Restored"
+	// AgentConditionCleanedUp is True when the agent has removed what the
+	// migration left on its node and, on the source, thawed the pod.
+	AgentConditionCleanedUp = "CleanedUp"
+)
+
+// Reason is a machine-readable, PascalCase explanation for a condition and
+// the matching event.
+type Reason string
+
+// Reasons while a migration progresses or after it succeeds.
+const (
+	ReasonPending           Reason = "Pending"
+	ReasonWaitingForAgents  Reason = "WaitingForAgents"
+	ReasonWaitingForSlot    Reason = "WaitingForSlot"
+	ReasonInProgress        Reason = "InProgress"
+	ReasonChecksPassed      Reason = "ChecksPassed"
+	ReasonDryRun            Reason = "DryRun"
+	ReasonCheckpointed      Reason = "Checkpointed"
+	ReasonImagesReady       Reason = "ImagesReady"
+	ReasonSettling          Reason = "Settling"
+	ReasonVerified          Reason = "Verified"
+	ReasonSourceDeleted     Reason = "SourceDeleted"
+	ReasonSourceKept        Reason = "SourceKept"
+	ReasonMigrationComplete Reason = "MigrationComplete"
+	ReasonCleanedUp         Reason = "CleanedUp"
+)
+
+// Reasons a pod or target node fails the preflight checks. The source pod is
+// untouched in every case.
+const (
+	ReasonPodNotFound             Reason = "PodNotFound"
+	ReasonPodNotRunning           Reason = "PodNotRunning"
+	ReasonPodNotReady             Reason = "PodNotReady"
+	ReasonPodTerminating          Reason = "PodTerminating"
+	ReasonPodNotScheduled         Reason = "PodNotScheduled"
+	ReasonStaticPod               Reason = "StaticPod"
+	ReasonControllerOwnedPod      Reason = "ControllerOwnedPod"
+	ReasonUnsupportedVolume       Reason = "UnsupportedVolume"
+	ReasonUnsupportedResource     Reason = "UnsupportedResource"
+	ReasonHostNamespace           Reason = "HostNamespace"
+	ReasonUserNamespace           Reason = "UserNamespace"
+	ReasonNonRootUnsupported      Reason = "NonRootUnsupported"
+	ReasonMigrationInProgress     Reason = "MigrationInProgress"
+	ReasonTargetNotFound          Reason = "TargetNotFound"
+	ReasonTargetNotReady          Reason = "TargetNotReady"
+	ReasonTargetUnschedulable     Reason = "TargetUnschedulable"
+	ReasonTargetIsSource          Reason = "TargetIsSource"
+	ReasonTargetTaint             Reason = "TargetTaintNotTolerated"
+	ReasonTargetSelectorMismatch  Reason = "TargetSelectorMismatch"
+	ReasonTargetInsufficient      Reason = "TargetInsufficientResources"
+	ReasonNoTargetNode            Reason = "NoTargetNode"
+	ReasonAgentMissing            Reason = "AgentMissing"
+	ReasonAgentCannotCheckpoint   Reason = "AgentCannotCheckpoint"
+	ReasonAgentCannotRestore      Reason = "AgentCannotRestore"
+	ReasonIncompatibleNodes       Reason = "IncompatibleNodes"
+	ReasonBaseImageUnavailable    Reason = "BaseImageUnavailable"
+	ReasonUnsupportedProcessState Reason = "UnsupportedProcessState"
+)
+
+// Reasons a migration fails after the preflight checks. Each one rolls the
+// migration back: the source pod runs on as before.
+const (
+	ReasonCheckpointAPIDisabled   Reason = "CheckpointAPIDisabled"
+	ReasonPodGone                 Reason = "PodGone"
+	ReasonContainerGone           Reason = "ContainerGone"
+	ReasonRuntimeCannotCheckpoint Reason = "RuntimeCannotCheckpoint"
+	ReasonCheckpointTimedOut      Reason = "CheckpointTimedOut"
+	ReasonKubeletUnauthorized     Reason = "KubeletUnauthorized"
+	ReasonKubeletUnavailable      Reason = "KubeletUnavailable"
+	ReasonCheckpointFailed        Reason = "CheckpointFailed"
+	ReasonArchiveInvalid          Reason = "ArchiveInvalid"
+	ReasonImageBuildFailed        Reason = "ImageBuildFailed"
+	ReasonTransferFailed          Reason = "TransferFailed"
+	ReasonDigestMismatch          Reason = "DigestMismatch"
+	ReasonImportFailed            Reason = "ImportFailed"
+	ReasonTransferTimedOut        Reason = "TransferTimedOut"
+	ReasonRestoredPodFailed       Reason = "RestoredPodFailed"
+	ReasonNotRestored             Reason = "NotRestored"
+	ReasonContainerRestarted      Reason = "ContainerRestarted"
+	ReasonRestoreTimedOut         Reason = "RestoreTimedOut"
+	ReasonRestoreCheckFailed      Reason = "RestoreCheckFailed"
+	ReasonSourceChanged           Reason = "SourceChanged"
+	ReasonAgentUnavailable        Reason = "AgentUnavailable"
+	ReasonDeadlineExceeded        Reason = "DeadlineExceeded"
+	ReasonCancelled               Reason = "Cancelled"
+	ReasonInternalError           Reason = "InternalError"
+)
