@@ -107,7 +107,6 @@ build_etcd() {
 	local out=$1
 	go mod init lpm.local/build/etcd >/dev/null 2>&1
 	go mod edit -go=1.26 -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
 }
 
@@ -115,7 +114,6 @@ build_containerd() {
 	local out=$1 pkg=github.com/containerd/containerd/v2
 	go mod init lpm.local/build/containerd >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$CONTAINERD_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
 		-ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION" \
 		-o "$out/" "$pkg/cmd/containerd" "$pkg/cmd/containerd-shim-runc-v2" "$pkg/cmd/ctr"
@@ -125,7 +123,6 @@ build_cni() {
 	local out=$1 pkg=github.com/containernetworking/plugins
 	go mod init lpm.local/build/cni >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$CNI_PLUGINS_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/" \
 		"$pkg/plugins/main/bridge" "$pkg/plugins/main/loopback" \
 		"$pkg/plugins/ipam/host-local" "$pkg/plugins/meta/portmap"
@@ -135,7 +132,6 @@ build_tool() {
 	local pkg=$1 version=$2 out=$3
 	go mod init lpm.local/build/tool >/dev/null 2>&1
 	go mod edit -go=1.26 -require="${pkg%/cmd/*}@$version"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg"
 }
 
@@ -143,7 +139,6 @@ build_golangci_lint() {
 	local out=$1 pkg=github.com/golangci/golangci-lint/v2
 	go mod init lpm.local/build/golangci-lint >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$GOLANGCI_LINT_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg/cmd/golangci-lint"
 }
 
@@ -151,7 +146,6 @@ build_helm() {
 	local out=$1 pkg=helm.sh/helm/v4
 	go mod init lpm.local/build/helm >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$HELM_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg/cmd/helm"
 }
 
@@ -159,7 +153,6 @@ build_kustomize() {
 	local out=$1 pkg=sigs.k8s.io/kustomize/kustomize/v5
 	go mod init lpm.local/build/kustomize >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$KUSTOMIZE_VERSION"
-	go mod tidy >/dev/null 2>&1 || true
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg"
 }
 
