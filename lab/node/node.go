@@ -25,8 +25,8 @@
 package node
 
 import (
-	_ "embed"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/netip"

@@ -114,4 +114,3 @@ func TestNodeContainerdAndStop(t *testing.T) {
 		t.Errorf("node interface left after Stop")
 	}
 }
-
