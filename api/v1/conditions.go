@@ -81,6 +81,7 @@ const (
 	ReasonUnsupportedResource     Reason = "UnsupportedResource"
 	ReasonHostNamespace           Reason = "HostNamespace"
 	ReasonUserNamespace           Reason = "UserNamespace"
+	ReasonUnsupportedHostname     Reason = "UnsupportedHostname"
 	ReasonNonRootUnsupported      Reason = "NonRootUnsupported"
 	ReasonMigrationInProgress     Reason = "MigrationInProgress"
 	ReasonTargetNotFound          Reason = "TargetNotFound"
