@@ -141,8 +141,8 @@ func TestCheckPod(t *testing.T) {
 			mutate: func(p *corev1.Pod) { p.Spec.HostUsers = ptr.To(true) },
 		},
 		{
-			name: "host path volume",
-			mutate: addVolume(corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/data"}}),
+			name:       "host path volume",
+			mutate:     addVolume(corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/data"}}),
 			wantReason: lpmv1.ReasonUnsupportedVolume, wantField: "spec.volumes[5].hostPath",
 		},
 		{

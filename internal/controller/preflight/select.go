@@ -41,7 +41,7 @@ func CheckTarget(pod *corev1.Pod, node *corev1.Node, c *Cluster, now time.Time) 
 // failure lists why each node was rejected.
 func SelectTarget(pod *corev1.Pod, c *Cluster, now time.Time) (string, *Failure) {
 	type candidate struct {
-		name            string
+		name             string
 		memFree, cpuFree float64
 	}
 	var fits []candidate

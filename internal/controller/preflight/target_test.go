@@ -299,7 +299,7 @@ func TestCheckAgent(t *testing.T) {
 		},
 		{
 			name: "cannot restore", role: RoleTarget,
-			agent: agentFor("node-a", setCondition(lpmv1.NodeAgentRestoreSupported, metav1.ConditionFalse, "")),
+			agent:      agentFor("node-a", setCondition(lpmv1.NodeAgentRestoreSupported, metav1.ConditionFalse, "")),
 			wantReason: lpmv1.ReasonAgentCannotRestore, wantField: "spec.targetNode",
 			wantMessage: "node node-a cannot restore: it does not report RestoreSupported",
 		},
@@ -380,8 +380,10 @@ func TestCheckCompatible(t *testing.T) {
 	}{
 		{name: "same features", target: agentFor("node-b")},
 		{
-			name:   "superset of features",
-			target: agentFor("node-b", func(a *lpmv1.NodeAgent) { a.Status.Capabilities.CPUFeatures = append(a.Status.Capabilities.CPUFeatures, "avx512f") }),
+			name: "superset of features",
+			target: agentFor("node-b", func(a *lpmv1.NodeAgent) {
+				a.Status.Capabilities.CPUFeatures = append(a.Status.Capabilities.CPUFeatures, "avx512f")
+			}),
 		},
 		{
 			name:        "missing feature",
