@@ -190,6 +190,12 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// Handle returns a node for cfg without starting or finding it. Its Stop
+// removes whatever remains of the node.
+func Handle(cfg Config) *Node {
+	return &Node{cfg: cfg}
+}
+
 func (n *Node) binds() []Bind {
 	cfg := n.cfg
 	d := n.Dir()
