@@ -17,7 +17,9 @@ import (
 // controlPlane lists the control plane's processes in the order they stop.
 var controlPlane = []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"}
 
-func (l *Lab) pidFile(name string) string { return filepath.Join(l.inst.ControlPlaneDir(), name+".pid") }
+func (l *Lab) pidFile(name string) string {
+	return filepath.Join(l.inst.ControlPlaneDir(), name+".pid")
+}
 
 func (l *Lab) logFile(name string) string {
 	return filepath.Join(l.inst.ControlPlaneDir(), "logs", name+".log")
