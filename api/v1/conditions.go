@@ -65,6 +65,7 @@ const (
 	ReasonSourceKept        Reason = "SourceKept"
 	ReasonMigrationComplete Reason = "MigrationComplete"
 	ReasonCleanedUp         Reason = "CleanedUp"
+	ReasonSourceDeleting    Reason = "SourceDeleting"
 )
 
 // Reasons a pod or target node fails the preflight checks. The source pod is
@@ -127,4 +128,5 @@ const (
 	ReasonDeadlineExceeded        Reason = "DeadlineExceeded"
 	ReasonCancelled               Reason = "Cancelled"
 	ReasonInternalError           Reason = "InternalError"
+	ReasonCleanupTimedOut         Reason = "CleanupTimedOut"
 )

@@ -1,0 +1,152 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+)
+
+// Defaults of spec.timeouts and spec.settle. They suit a pod of about 1 GiB
+// of memory, whose checkpoint image moves in well under a minute on a
+// 1 Gbit/s link.
+const (
+	DefaultCheckpointTimeout = 2 * time.Minute
+	DefaultTransferTimeout   = 10 * time.Minute
+	DefaultRestoreTimeout    = 5 * time.Minute
+	DefaultOverallTimeout    = 30 * time.Minute
+	DefaultSettle            = 5 * time.Second
+)
+
+const (
+	// agentPrepareTimeout bounds the wait for both agents' Prepared
+	// condition after the controller's own checks passed.
+	agentPrepareTimeout = time.Minute
+
+	// agentReportGrace is added to the checkpoint timeout, which the agent
+	// passes to the kubelet, so an agent that finishes right at the timeout
+	// still has time to report.
+	agentReportGrace = 15 * time.Second
+
+	// cleanupTimeout bounds the wait for the agents' CleanedUp after a
+	// failure, and for the source agent's CleanedUp before the controller
+	// deletes the source pod.
+	cleanupTimeout = 2 * time.Minute
+)
+
+func duration(d *metav1.Duration, fallback time.Duration) time.Duration {
+	if d == nil {
+		return fallback
+	}
+	return d.Duration
+}
+
+func timeouts(m *lpmv1.PodMigration) lpmv1.Timeouts {
+	if m.Spec.Timeouts == nil {
+		return lpmv1.Timeouts{}
+	}
+	return *m.Spec.Timeouts
+}
+
+func settle(m *lpmv1.PodMigration) time.Duration {
+	return duration(m.Spec.Settle, DefaultSettle)
+}
+
+// deadline is the time by which a running migration must leave its stage,
+// and the reason it fails with otherwise.
+type deadline struct {
+	at      time.Time
+	reason  lpmv1.Reason
+	message string
+}
+
+// deadlines returns the deadlines that apply to the migration now: the
+// current stage's and the overall one. None applies once the restored pod
+// is verified, because the source is gone from then on and the migration
+// can only finish.
+func deadlines(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) []deadline {
+	if meta.IsStatusConditionTrue(status.Conditions, lpmv1.ConditionRestored) || status.StartTime == nil {
+		return nil
+	}
+	t := timeouts(m)
+	overall := duration(t.Overall, DefaultOverallTimeout)
+	list := []deadline{{
+		at:     status.StartTime.Add(overall),
+		reason: lpmv1.ReasonDeadlineExceeded,
+		message: fmt.Sprintf("the migration did not finish within %s (spec.timeouts.overall)",
+			overall),
+	}}
+	entered := phaseEntered(status, status.Phase)
+	switch status.Phase {
+	case "", lpmv1.PhasePending:
+		c := meta.FindStatusCondition(status.Conditions, lpmv1.ConditionPreflightPassed)
+		if c != nil && c.Status == metav1.ConditionUnknown {
+			list = append(list, deadline{
+				at:     c.LastTransitionTime.Add(agentPrepareTimeout),
+				reason: lpmv1.ReasonAgentUnavailable,
+				message: fmt.Sprintf("the agents of nodes %s and %s did not both report Prepared within %s; "+
+					"check that the lpm agent runs on both nodes", status.SourceNode, status.TargetNode,
+					agentPrepareTimeout),
+			})
+		}
+	case lpmv1.PhaseCheckpointing:
+		d := duration(t.Checkpoint, DefaultCheckpointTimeout)
+		list = append(list, deadline{
+			at:     entered.Add(d + agentReportGrace),
+			reason: lpmv1.ReasonCheckpointTimedOut,
+			message: fmt.Sprintf("the checkpoint did not finish within %s (spec.timeouts.checkpoint); "+
+				"a pod with much memory needs a longer timeout", d),
+		})
+	case lpmv1.PhaseCheckpointComplete, lpmv1.PhasePreparingImages:
+		d := duration(t.Transfer, DefaultTransferTimeout)
+		list = append(list, deadline{
+			at:     phaseEntered(status, lpmv1.PhaseCheckpointComplete).Add(d),
+			reason: lpmv1.ReasonTransferTimedOut,
+			message: fmt.Sprintf("the checkpoint images did not reach node %s within %s "+
+				"(spec.timeouts.transfer)", status.TargetNode, d),
+		})
+	case lpmv1.PhaseRestoring:
+		d := duration(t.Restore, DefaultRestoreTimeout)
+		list = append(list, deadline{
+			at:     entered.Add(d),
+			reason: lpmv1.ReasonRestoreTimedOut,
+			message: fmt.Sprintf("the restored pod %s was not verified within %s (spec.timeouts.restore)",
+				status.RestoredPod, d),
+		})
+	}
+	return list
+}
+
+// phaseEntered returns when the migration last entered phase, or its start
+// time when no transition is recorded.
+func phaseEntered(status *lpmv1.PodMigrationStatus, phase lpmv1.MigrationPhase) time.Time {
+	for i := len(status.PhaseTransitions) - 1; i >= 0; i-- {
+		if status.PhaseTransitions[i].Phase == phase {
+			return status.PhaseTransitions[i].Time.Time
+		}
+	}
+	if status.StartTime != nil {
+		return status.StartTime.Time
+	}
+	return time.Time{}
+}
+
+// enforceDeadlines fails the migration when a deadline passed and asks for
+// a reconcile at the next one otherwise.
+func enforceDeadlines(o *outcome) {
+	if o.status.Phase == lpmv1.PhaseFailed || o.status.Phase == lpmv1.PhaseSucceeded {
+		return
+	}
+	for _, d := range deadlines(o.m, o.status) {
+		if !o.now.Before(d.at) {
+			o.fail(d.reason, d.message)
+			return
+		}
+	}
+	for _, d := range deadlines(o.m, o.status) {
+		o.requeueAt(d.at)
+	}
+}

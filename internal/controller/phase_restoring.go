@@ -1,0 +1,224 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/controller/preflight"
+	"github.com/lpm-dev/lpm/internal/controller/restoredpod"
+)
+
+// sourceDeletionPoll is how often the controller looks at a source pod that
+// is terminating, in case a pod event is missed.
+const sourceDeletionPoll = 10 * time.Second
+
+// failingWaitingReasons are container waiting reasons after which the
+// restored pod can never start: the kubelet does not retry them on its own.
+var failingWaitingReasons = map[string]bool{
+	"ErrImageNeverPull": true,
+	"InvalidImageName":  true,
+}
+
+// ensureRestoredPod creates the restored pod when the cache does not show
+// it. Its name is recorded with the phase, so a create after a restart
+// finds the same pod and AlreadyExists.
+func ensureRestoredPod(o *outcome, w *world) {
+	if w.restored != nil && o.status.RestoredPod == w.restored.Name {
+		return
+	}
+	if o.status.RestoredPod == "" {
+		name, ok := restoredpod.ChooseName(w.pod, o.m.UID, func(n string) bool { return w.takenNames[n] })
+		if !ok {
+			o.fail(lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("pods %s and %s exist already; delete one so the "+
+				"restored pod can take its name", restoredpod.Name(w.pod), restoredpod.FallbackName(w.pod, o.m.UID)))
+			return
+		}
+		o.status.RestoredPod = name
+	}
+	pod, err := restoredpod.Build(restoredpod.Params{
+		Source:     w.pod,
+		Migration:  o.m,
+		Name:       o.status.RestoredPod,
+		TargetNode: o.status.TargetNode,
+		Images:     o.status.CheckpointImages,
+	})
+	if err != nil {
+		o.fail(lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("failed to build the restored pod: %v", err))
+		return
+	}
+	o.createRestored = pod
+}
+
+// stepRestoring verifies the restored pod and then removes the source.
+// Verification is the point of no return: from then on the source agent
+// kills the paused source, so the migration can only finish.
+func stepRestoring(o *outcome, w *world) {
+	if !restoredVerified(o) {
+		if !checkSourcePod(o, w) {
+			return
+		}
+		copyCheckpointFigures(o)
+		verifyRestoredPod(o, w)
+		if !restoredVerified(o) {
+			return
+		}
+	}
+	copyCheckpointFigures(o)
+	if o.m.Spec.SourcePolicy == lpmv1.SourcePolicyKeep {
+		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionFalse, lpmv1.ReasonSourceKept,
+			fmt.Sprintf("sourcePolicy is Keep: pod %s keeps running on node %s", o.m.Spec.PodName, o.status.SourceNode))
+		finishSucceeded(o, w)
+		return
+	}
+	removeSource(o, w)
+}
+
+func restoredVerified(o *outcome) bool {
+	return meta.IsStatusConditionTrue(o.status.Conditions, lpmv1.ConditionRestored)
+}
+
+// verifyRestoredPod sets Restored to True once the restored pod is Ready,
+// the target agent reports every container restored by the runtime, and no
+// container restarted for the settle window.
+func verifyRestoredPod(o *outcome, w *world) {
+	pod := w.restored
+	if pod == nil || pod.Name != o.status.RestoredPod {
+		ensureRestoredPod(o, w)
+		return
+	}
+	if !ownedByMigration(pod, o.m) {
+		o.fail(lpmv1.ReasonRestoredPodFailed,
+			fmt.Sprintf("pod %s exists and was not created by this migration", pod.Name))
+		return
+	}
+	if reason, msg := restoredPodFailure(pod); reason != "" {
+		o.fail(reason, msg)
+		return
+	}
+	agent := targetCondition(o.m, lpmv1.AgentConditionRestored)
+	if isFalse(agent) {
+		o.fail(agentReason(agent, lpmv1.ReasonNotRestored), agentMessage("target", o.status.TargetNode, agent))
+		return
+	}
+
+	ready := preflight.PodReadyCondition(pod)
+	if ready == nil || ready.Status != corev1.ConditionTrue || !isTrue(agent) {
+		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonInProgress,
+			fmt.Sprintf("waiting for pod %s to be Ready and the agent of node %s to report it restored",
+				pod.Name, o.status.TargetNode))
+		return
+	}
+	if name := notRestoredContainer(o.m, restoredpod.CheckpointedContainers(w.pod)); name != "" {
+		o.fail(lpmv1.ReasonNotRestored, fmt.Sprintf("the runtime on node %s started container %q of pod %s "+
+			"afresh instead of restoring it from its checkpoint", o.status.TargetNode, name, pod.Name))
+		return
+	}
+	readyAt := ready.LastTransitionTime.Time
+	if settled := readyAt.Add(settle(o.m)); o.now.Before(settled) {
+		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
+			fmt.Sprintf("pod %s is Ready; watching it for restarts until %s", pod.Name, settled.UTC().Format(time.RFC3339)))
+		o.requeueAt(settled)
+		return
+	}
+
+	if o.m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep && o.status.CutTime != nil {
+		o.status.Downtime = &metav1.Duration{Duration: readyAt.Sub(o.status.CutTime.Time)}
+	}
+	o.setCondition(lpmv1.ConditionRestored, metav1.ConditionTrue, lpmv1.ReasonVerified,
+		fmt.Sprintf("pod %s on node %s is Ready, restored from its checkpoint and stayed up for %s",
+			pod.Name, o.status.TargetNode, settle(o.m)))
+	o.normal(lpmv1.ReasonVerified, "Verify", o.condition(lpmv1.ConditionRestored).Message)
+}
+
+// restoredPodFailure returns why the restored pod can never pass
+// verification, or an empty reason.
+func restoredPodFailure(pod *corev1.Pod) (lpmv1.Reason, string) {
+	if pod.DeletionTimestamp != nil {
+		return lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("the restored pod %s is being deleted", pod.Name)
+	}
+	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		return lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("the restored pod %s is %s: %s",
+			pod.Name, pod.Status.Phase, pod.Status.Message)
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
+		pod.Status.ContainerStatuses...)
+	for _, s := range statuses {
+		if s.RestartCount > 0 {
+			return lpmv1.ReasonContainerRestarted, fmt.Sprintf("container %q of the restored pod %s restarted",
+				s.Name, pod.Name)
+		}
+		if w := s.State.Waiting; w != nil && failingWaitingReasons[w.Reason] {
+			return lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("container %q of the restored pod %s cannot start: "+
+				"%s: %s", s.Name, pod.Name, w.Reason, w.Message)
+		}
+	}
+	return "", ""
+}
+
+// notRestoredContainer returns a checkpointed container the target agent
+// did not report as restored.
+func notRestoredContainer(m *lpmv1.PodMigration, containers []string) string {
+	restored := map[string]bool{}
+	for _, c := range targetStatus(m).Containers {
+		restored[c.Name] = c.Restored
+	}
+	for _, name := range containers {
+		if !restored[name] {
+			return name
+		}
+	}
+	return ""
+}
+
+// removeSource deletes the source pod once its agent has killed the paused
+// containers, and finishes the migration when the pod is gone.
+func removeSource(o *outcome, w *world) {
+	if w.pod == nil || string(w.pod.UID) != o.status.SourcePodUID {
+		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionTrue, lpmv1.ReasonSourceDeleted,
+			fmt.Sprintf("pod %s was deleted from node %s", o.m.Spec.PodName, o.status.SourceNode))
+		finishSucceeded(o, w)
+		return
+	}
+	if w.pod.DeletionTimestamp != nil {
+		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,
+			fmt.Sprintf("waiting for the kubelet of node %s to remove pod %s", o.status.SourceNode, w.pod.Name))
+		o.requeue(sourceDeletionPoll)
+		return
+	}
+
+	verified := o.condition(lpmv1.ConditionRestored).LastTransitionTime.Time
+	cleaned := isTrue(sourceCondition(o.m, lpmv1.AgentConditionCleanedUp))
+	if !cleaned && o.now.Before(verified.Add(cleanupTimeout)) {
+		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonInProgress,
+			fmt.Sprintf("waiting for the agent of node %s to stop the paused source containers", o.status.SourceNode))
+		o.requeueAt(verified.Add(cleanupTimeout))
+		return
+	}
+	if !cleaned {
+		o.warning(lpmv1.ReasonCleanupTimedOut, "DeleteSource", fmt.Sprintf("the agent of node %s did not "+
+			"report CleanedUp within %s; deleting pod %s anyway", o.status.SourceNode, cleanupTimeout, w.pod.Name))
+	}
+	o.deleteSource = true
+	o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,
+		fmt.Sprintf("deleting pod %s from node %s", w.pod.Name, o.status.SourceNode))
+	o.requeue(sourceDeletionPoll)
+}
+
+// finishSucceeded ends the migration in Succeeded and hands the restored
+// pod over to the user: it drops the owner reference, so that deleting the
+// PodMigration never deletes the workload.
+func finishSucceeded(o *outcome, w *world) {
+	if w.restored != nil && hasOwnerReference(w.restored, o.m) {
+		o.releaseRestored = true
+	}
+	msg := fmt.Sprintf("pod %s runs on node %s as pod %s", o.m.Spec.PodName, o.status.TargetNode, o.status.RestoredPod)
+	if o.status.Downtime != nil {
+		msg += fmt.Sprintf("; downtime %s", o.status.Downtime.Duration)
+	}
+	o.succeed(lpmv1.ReasonMigrationComplete, msg)
+}

@@ -1,0 +1,142 @@
+// Package controller drives PodMigrations through their phases. Each phase
+// is a step in its own file that turns what a reconcile observed into an
+// outcome; the reconciler applies the outcome, writes the status once and
+// emits events. docs/design.md describes the contract with the node agents.
+package controller
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+)
+
+// slotPollInterval is how often a migration that waits for a free slot
+// checks again.
+const slotPollInterval = 5 * time.Second
+
+// PodMigrationReconciler reconciles PodMigrations.
+type PodMigrationReconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	client.Client
+	// APIReader reads from the API server directly, for the few reads that
+	// must not see a stale cache.
+	APIReader client.Reader
+	// Clock is the source of every time the controller compares or writes.
+	Clock clock.PassiveClock
+	// Recorder emits events.k8s.io events.
+	Recorder events.EventRecorder
+	// Slots enforces the concurrency caps.
+	Slots *Slots
+}
+
+// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations/finalizers,verbs=update
+// +kubebuilder:rbac:groups=lpm.dev,resources=nodeagents,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile observes the migration and the cluster, decides the next step
+// and applies it. It keeps nothing in memory between calls except the
+// admissions in Slots.
+func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	m := &lpmv1.PodMigration{}
+	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	// The finalizer comes first, so that deleting the migration at any later
+	// point rolls it back.
+	if m.DeletionTimestamp.IsZero() && !isFinished(m.Status.Phase) && !hasFinalizer(m) {
+		if err := r.addFinalizer(ctx, m); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	w, err := r.observe(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	o := decide(m, w, r.Slots)
+
+	// Changes to other objects come before the status write, so a status
+	// that says a pod exists is never written before the pod.
+	if err := r.act(ctx, o, w); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.writeStatus(ctx, m, o.status); err != nil {
+		r.Slots.Release(m.UID)
+		return ctrl.Result{}, err
+	}
+	if m.Status.Phase != o.status.Phase {
+		log.Info("Phase changed", "from", m.Status.Phase, "to", o.status.Phase,
+			"sourceNode", o.status.SourceNode, "targetNode", o.status.TargetNode)
+		recordFinished(m, o.status)
+	}
+	if o.removeFinalizer && hasFinalizer(m) {
+		if err := r.removeFinalizer(ctx, m); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.emit(m, o.events)
+
+	if o.terminal != nil {
+		return ctrl.Result{}, reconcile.TerminalError(o.terminal)
+	}
+	return ctrl.Result{RequeueAfter: o.requeueAfter}, nil
+}
+
+// decide runs the step for the migration's state and returns its outcome.
+func decide(m *lpmv1.PodMigration, w *world, slots *Slots) *outcome {
+	o := newOutcome(m, w.now)
+	switch {
+	case isFinished(m.Status.Phase):
+		stepFinished(o, w)
+		return o
+	case !m.DeletionTimestamp.IsZero():
+		stepCancel(o, w)
+	default:
+		stepActive(o, w, slots)
+	}
+	if isFinished(o.status.Phase) {
+		stepFinished(o, w)
+	}
+	return o
+}
+
+// stepActive runs the step of a migration that is neither finished nor
+// deleted, then checks its deadlines unless the step moved it on.
+func stepActive(o *outcome, w *world, slots *Slots) {
+	phase := o.status.Phase
+	switch phase {
+	case "", lpmv1.PhasePending:
+		stepPending(o, w, slots)
+	case lpmv1.PhaseCheckpointing:
+		stepCheckpointing(o, w)
+	case lpmv1.PhaseCheckpointComplete:
+		stepCheckpointComplete(o, w)
+	case lpmv1.PhasePreparingImages:
+		stepPreparingImages(o, w)
+	case lpmv1.PhaseRestoring:
+		stepRestoring(o, w)
+	}
+	if o.status.Phase == phase || o.status.Phase == lpmv1.PhasePending {
+		enforceDeadlines(o)
+	}
+	if o.status.Phase == lpmv1.PhaseFailed && o.createRestored != nil {
+		o.createRestored = nil
+	}
+}
+
+func isFinished(phase lpmv1.MigrationPhase) bool {
+	return phase == lpmv1.PhaseSucceeded || phase == lpmv1.PhaseFailed
+}
