@@ -151,4 +151,3 @@ func (r *PodMigrationReconciler) emit(m *lpmv1.PodMigration, list []event) {
 		r.Recorder.Eventf(m, nil, e.eventType, string(e.reason), e.action, "%s", e.note)
 	}
 }
-
