@@ -72,3 +72,42 @@ test: ## Run unit and integration tests (real etcd, kube-apiserver, containerd, 
 
 .PHONY: test-all
 test-all: verify lint test e2e ## Run everything CI runs: verify, lint, tests and the lab e2e suite.
+
+##@ Lab (a real two-node cluster on this machine; needs root)
+
+LAB_NAME ?= lpm
+E2E_LAB_NAME ?= e2e
+LPM_LAB = $(BIN)/lpm-lab
+LAB_COMPONENTS := etcd kubernetes containerd cni-plugins node-root
+
+.PHONY: lab-components
+lab-components: ## Build or reuse every component the lab runs.
+	$(COMPONENTS) $(LAB_COMPONENTS)
+
+.PHONY: lpm-lab
+lpm-lab:
+	CGO_ENABLED=0 go build -trimpath -o $(LPM_LAB) ./cmd/lpm-lab
+
+.PHONY: images
+images: lpm-lab ## Build the lab's images (pause, counter, lpm) and import them into the running lab.
+	$(LPM_LAB) --name $(LAB_NAME) images
+
+.PHONY: lab-up
+lab-up: lab-components lpm-lab ## Start the lab (cleaning up any earlier one); kubectl: bin/lpm-lab kubectl ...
+	$(LPM_LAB) --name $(LAB_NAME) up
+
+.PHONY: lab-down
+lab-down: lpm-lab ## Stop the lab and remove every process, mount, interface, route and cgroup of it.
+	$(LPM_LAB) --name $(LAB_NAME) down
+
+.PHONY: demo
+demo: lab-up ## Migrate a counting pod from node-a to node-b in the lab and show the downtime.
+	$(LPM_LAB) --name $(LAB_NAME) install
+	$(LPM_LAB) --name $(LAB_NAME) demo
+
+.PHONY: e2e
+e2e: lab-components lpm-lab ## Run the end-to-end suite against a lab of its own (started and removed here).
+	$(LPM_LAB) --name $(E2E_LAB_NAME) up
+	$(LPM_LAB) --name $(E2E_LAB_NAME) install
+	status=0; LPM_LAB_NAME=$(E2E_LAB_NAME) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/... || status=$$?; \
+		$(LPM_LAB) --name $(E2E_LAB_NAME) down || status=1; exit $$status

@@ -39,7 +39,8 @@ component_dir() {
 
 # Prints a short hash of the package list, so a changed list gets a new root.
 node_root_key() {
-	printf '%s' "$NODE_ROOT_PACKAGES" | sha256sum | cut -c1-8
+	printf '%s|%s|%s' "$NODE_ROOT_PACKAGES" "$NODE_ROOT_NEWER_SUITE" "$NODE_ROOT_NEWER_PACKAGES" |
+		sha256sum | cut -c1-8
 }
 
 # Runs BODY in a scratch module under $cache/src and installs what it
@@ -177,6 +178,9 @@ build_node_root() {
 		tail -20 "$dir.tmp/debootstrap.log" >&2
 		return 1
 	}
+	if [ -n "${NODE_ROOT_NEWER_PACKAGES:-}" ]; then
+		install_newer_packages "$dir.tmp/rootfs" || return 1
+	fi
 	# Nothing inside a lab node may resolve names through the host's resolver.
 	echo "nameserver 127.0.0.1" >"$dir.tmp/rootfs/etc/resolv.conf"
 	chroot "$dir.tmp/rootfs" dpkg-query -W -f '${Package} ${Version}\n' \
@@ -185,6 +189,32 @@ build_node_root() {
 	rm -rf "$dir"
 	mv "$dir.tmp" "$dir"
 	log "created node root in $((SECONDS - start))s"
+}
+
+# Installs NODE_ROOT_NEWER_PACKAGES from NODE_ROOT_NEWER_SUITE into the root
+# at $1, with apt inside the root. The chroot runs in a private mount
+# namespace, so its /proc mount ends with it.
+install_newer_packages() {
+	local root=$1
+	echo "deb http://deb.debian.org/debian $NODE_ROOT_NEWER_SUITE main" \
+		>"$root/etc/apt/sources.list.d/$NODE_ROOT_NEWER_SUITE.list"
+	printf 'Package: *\nPin: release n=%s\nPin-Priority: 100\n' "$NODE_ROOT_NEWER_SUITE" \
+		>"$root/etc/apt/preferences.d/$NODE_ROOT_NEWER_SUITE"
+	cp /etc/resolv.conf "$root/etc/resolv.conf"
+	log "installing $NODE_ROOT_NEWER_PACKAGES from $NODE_ROOT_NEWER_SUITE into the node root"
+	# shellcheck disable=SC2086
+	unshare -m sh -ec '
+		mount -t proc proc "$1/proc"
+		chroot "$1" apt-get -o Acquire::Check-Valid-Until=false update -qq
+		chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			-t "$2" $3
+		chroot "$1" apt-get clean
+	' install "$root" "$NODE_ROOT_NEWER_SUITE" "$NODE_ROOT_NEWER_PACKAGES" >>"$root/../debootstrap.log" 2>&1 || {
+		tail -20 "$root/../debootstrap.log" >&2
+		return 1
+	}
+	rm -f "$root/etc/apt/sources.list.d/$NODE_ROOT_NEWER_SUITE.list" "$root/etc/apt/preferences.d/$NODE_ROOT_NEWER_SUITE"
+	rm -rf "$root/var/lib/apt/lists/"*
 }
 
 build() {

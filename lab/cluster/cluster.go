@@ -186,8 +186,14 @@ func (l *Lab) waitNodesReady(ctx context.Context, client kubernetes.Interface, t
 				}
 			}
 		}
-		if ready == l.opts.Nodes {
+		// Pods cannot be created before the controller manager has made the
+		// namespace's default service account.
+		_, saErr := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if ready == l.opts.Nodes && saErr == nil {
 			return nil
+		}
+		if err == nil {
+			err = saErr
 		}
 		if l.clock().After(deadline) {
 			return fmt.Errorf("%d of %d nodes Ready after %s (last error: %v); see the kubelet logs under %s",
