@@ -11,7 +11,9 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -275,11 +277,23 @@ func decodeJSON(tr *tar.Reader, hdr *tar.Header, limits Limits, v any) error {
 	return nil
 }
 
-// checkRootfsDiff walks the nested tar of the container's changed files.
-// Links are legitimate there, but no name or hard link target may leave
-// the container's root.
+// checkRootfsDiff walks the nested tar of the container's changed files,
+// which containerd writes gzip-compressed despite its name. Links are
+// legitimate there, but no name or hard link target may leave the
+// container's root.
 func checkRootfsDiff(r io.Reader, limits Limits) error {
-	tr := tar.NewReader(r)
+	br := bufio.NewReader(r)
+	var nested io.Reader = br
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return invalid(metadata.RootFsDiffTar, "invalid gzip stream: %v", err)
+		}
+		defer gz.Close()
+		// The decompressed size is bounded like the archive itself.
+		nested = &countingReader{r: gz, max: limits.MaxBytes}
+	}
+	tr := tar.NewReader(nested)
 	for entries := 0; ; entries++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -310,7 +324,7 @@ func checkRootfsDiff(r io.Reader, limits Limits) error {
 		}
 	}
 	// The outer entry may carry padding after the nested tar's end.
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return readError(err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -50,6 +51,19 @@ func statsDump(t testing.TB, freezing, frozen uint32, pages uint64) []byte {
 
 func rootfsDiff(t testing.TB, entries ...entry) string {
 	return string(writeTar(t, entries))
+}
+
+// gzipped compresses data the way containerd writes rootfs-diff.tar.
+func gzipped(t testing.TB, data string) string {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write([]byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }
 
 // validEntries are the files of a small but complete containerd archive.
@@ -133,6 +147,15 @@ func TestInspectValid(t *testing.T) {
 	}
 	if got := info.Files["checkpoint/pages-1.img"]; got != 4096 {
 		t.Errorf("Files[pages-1.img] = %d, want 4096", got)
+	}
+}
+
+func TestInspectGzippedRootfsDiff(t *testing.T) {
+	entries := replace(validEntries(t), "rootfs-diff.tar", file("rootfs-diff.tar",
+		gzipped(t, rootfsDiff(t, file("etc/hostname", "web")))))
+
+	if _, err := Inspect(bytes.NewReader(writeTar(t, entries)), Limits{}); err != nil {
+		t.Errorf("Inspect() error = %v", err)
 	}
 }
 
@@ -254,6 +277,18 @@ func TestInspectRejects(t *testing.T) {
 				file("rootfs-diff.tar", rootfsDiff(t, entry{hdr: tar.Header{Name: "x", Typeflag: tar.TypeLink,
 					Linkname: "../../../etc/shadow"}})))),
 			wantReason: "path leaves the archive root",
+		},
+		{
+			name: "gzipped rootfs diff escapes",
+			data: writeTar(t, replace(valid, "rootfs-diff.tar",
+				file("rootfs-diff.tar", gzipped(t, rootfsDiff(t, file("../../host", "x")))))),
+			wantReason: "path leaves the archive root",
+		},
+		{
+			name: "gzipped rootfs diff truncated",
+			data: writeTar(t, replace(valid, "rootfs-diff.tar",
+				file("rootfs-diff.tar", gzipped(t, rootfsDiff(t, file("a", "x")))[:30]))),
+			wantReason: "rootfs-diff.tar",
 		},
 		{
 			name: "rootfs diff device",

@@ -25,6 +25,8 @@ func FuzzInspect(f *testing.F) {
 		Linkname: "/etc"}})))
 	f.Add(writeTar(f, replace(valid, "rootfs-diff.tar", file("rootfs-diff.tar",
 		rootfsDiff(f, entry{hdr: tar.Header{Name: "a", Typeflag: tar.TypeLink, Linkname: "../../b"}})))))
+	f.Add(writeTar(f, replace(valid, "rootfs-diff.tar", file("rootfs-diff.tar",
+		gzipped(f, rootfsDiff(f, file("etc/hostname", "web")))))))
 	data := writeTar(f, valid)
 	f.Add(data[:len(data)/2])
 	f.Add(append(append([]byte{}, data...), 1, 2, 3))

@@ -13,6 +13,8 @@
 package ckptimage
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lpm-dev/lpm/internal/agent/archive"
 )
@@ -249,4 +252,40 @@ func (m RawManifest) MediaType() (types.MediaType, error) { return m.Type, nil }
 func (img *Image) ArchiveLayer() v1.Layer {
 	return &archiveLayer{path: img.ArchivePath, digest: v1.Hash{Algorithm: "sha256",
 		Hex: img.Layer.Digest.Hex}, size: img.Layer.Size}
+}
+
+// ErrUnknownBlob reports a digest that is not part of the image.
+var ErrUnknownBlob = errors.New("blob is not part of the checkpoint image")
+
+// Open returns the blob desc names from offset on: the image's own blobs
+// from memory and the layer from the archive file.
+func (img *Image) Open(_ context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("invalid offset %d", offset)
+	}
+	if data, _, ok := img.Blob(desc.Digest); ok {
+		if offset > int64(len(data)) {
+			return nil, fmt.Errorf("offset %d is past the end of blob %s", offset, desc.Digest)
+		}
+		return io.NopCloser(bytes.NewReader(data[offset:])), nil
+	}
+	if desc.Digest.String() != img.Layer.Digest.String() {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownBlob, desc.Digest)
+	}
+	f, err := img.OpenLayer()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("failed to seek checkpoint archive: %w", err)
+	}
+	return f, nil
+}
+
+// Descriptor returns the descriptor of the image index, which names the
+// whole image.
+func (img *Image) Descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: img.Digest(),
+		Size: int64(len(img.Index))}
 }

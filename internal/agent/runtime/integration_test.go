@@ -1,0 +1,190 @@
+package runtime_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/lpm-dev/lpm/internal/agent/archive"
+	"github.com/lpm-dev/lpm/internal/agent/ckptimage"
+	"github.com/lpm-dev/lpm/internal/agent/internal/noderoot"
+	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
+	"github.com/lpm-dev/lpm/internal/agent/runtime"
+)
+
+type testNode struct {
+	node *noderoot.Node
+	rt   *runtime.Runtime
+}
+
+func startNode(ctx context.Context, t *testing.T, name string, reg *testenv.Registry, images testenv.Images,
+	mutate func(*noderoot.Config)) *testNode {
+	t.Helper()
+	cfg := noderoot.Config{Name: name, SandboxImage: images.Pause, Registry: reg.Host, RestoreViaCreate: true}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	node := noderoot.Start(t, cfg)
+	rt, err := runtime.Connect(ctx, node.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close() })
+	for _, ref := range []string{images.Pause, images.Counter} {
+		if _, err := rt.PullImage(ctx, ref, nil); err != nil {
+			t.Fatalf("PullImage(%s) error = %v", ref, err)
+		}
+	}
+	return &testNode{node: node, rt: rt}
+}
+
+// TestCheckpointImportRestore checkpoints a running counter through the
+// CRI (the call the kubelet makes), builds its checkpoint image, imports
+// it, and creates a container from it through the CRI: the counter must
+// continue from its checkpointed count.
+func TestCheckpointImportRestore(t *testing.T) {
+	noderoot.RequireComponents(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	reg := testenv.StartRegistry(t)
+	images := testenv.PushWorkloadImages(t, reg)
+	n := startNode(ctx, t, "rt", reg, images, nil)
+	cri := n.rt.CRI()
+
+	info, err := n.rt.Info(ctx)
+	if err != nil {
+		t.Fatalf("Info() error = %v", err)
+	}
+	if info.Name != "containerd" || info.Version != "v2.3.7" || !info.RestoreViaCreate || info.Pid == 0 {
+		t.Errorf("Info() = %+v, want containerd v2.3.7 with restore via create and a PID", info)
+	}
+
+	pod := testenv.RunPod(ctx, t, cri, n.node.CgroupParent, n.node.LogDir, "source", "uid-source")
+	id := testenv.StartContainer(ctx, t, cri, pod, "counter", images.Counter)
+	logPath := filepath.Join(pod.LogDir, "counter.log")
+	testenv.WaitForCount(t, logPath, 5, 30*time.Second)
+
+	// Freeze first, then dump: this is the order the agent uses to cut a
+	// multi-container pod consistently.
+	if err := n.rt.Pause(ctx, id); err != nil {
+		t.Fatalf("Pause() error = %v", err)
+	}
+	frozenAt := lastCount(t, logPath)
+	start := time.Now()
+	ckptCtx, ckptCancel := context.WithTimeout(ctx, 60*time.Second)
+	_, err = cri.CheckpointContainer(ckptCtx, &runtimeapi.CheckpointContainerRequest{
+		ContainerId: id, Location: "/var/log/lpm/checkpoint.tar", Timeout: 50})
+	ckptCancel()
+	if err != nil {
+		t.Fatalf("CheckpointContainer of a paused container error = %v", err)
+	}
+	t.Logf("checkpoint of a paused container took %s", time.Since(start))
+	state, err := n.rt.TaskStatus(ctx, id)
+	if err != nil || state != runtime.TaskPaused {
+		t.Errorf("task state after checkpoint = %s, %v; want paused (CRIU must leave a frozen cgroup frozen)",
+			state, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := lastCount(t, logPath); got != frozenAt {
+		t.Errorf("count moved from %d to %d while paused", frozenAt, got)
+	}
+
+	// A paused container rejects exec, which the kubelet's exec probes use.
+	_, err = cri.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"/app"}, Timeout: 2})
+	if err == nil || !strings.Contains(err.Error(), "paused") {
+		t.Errorf("ExecSync on a paused container error = %v, want an error about the paused state", err)
+	}
+
+	archivePath := filepath.Join(n.node.LogDir, "checkpoint.tar")
+	img := buildImage(t, archivePath, "counter")
+	name := ckptimage.DirectReference("default", "source", "counter", "4f1d2c3b-0000")
+	if _, err := n.rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(),
+		Labels: map[string]string{"lpm.dev/migration-uid": "4f1d2c3b-0000"}}, img); err != nil {
+		t.Fatalf("Import() error = %v", err)
+	}
+	if _, err := n.rt.WaitForCRIImage(ctx, name); err != nil {
+		t.Fatalf("WaitForCRIImage() error = %v", err)
+	}
+
+	// The kubelet stops the source with a SIGTERM and, after the grace
+	// period, SIGKILL; containerd's runc shim thaws for the kill.
+	stopStart := time.Now()
+	_, err = cri.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 2})
+	t.Logf("StopContainer on a paused container returned %v after %s", err, time.Since(stopStart))
+	testenv.StopPod(ctx, t, cri, pod)
+
+	restoredPod := testenv.RunPod(ctx, t, cri, n.node.CgroupParent, n.node.LogDir, "restored", "uid-restored")
+	restoredID := testenv.StartContainer(ctx, t, cri, restoredPod, "counter", name)
+	restoredLog := filepath.Join(restoredPod.LogDir, "counter.log")
+	testenv.WaitForCount(t, restoredLog, frozenAt+5, 30*time.Second)
+	assertContinued(t, testenv.Counts(t, restoredLog), frozenAt)
+
+	restored, err := n.rt.ContainerRestored(ctx, restoredID)
+	if err != nil || !restored {
+		t.Errorf("ContainerRestored() = %v, %v; want true", restored, err)
+	}
+	testenv.StopPod(ctx, t, cri, restoredPod)
+	if _, err := cri.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: restoredID}); err != nil &&
+		!strings.Contains(err.Error(), "not found") {
+		t.Logf("RemoveContainer: %v", err)
+	}
+	if err := n.rt.RemoveImage(ctx, name); err != nil {
+		t.Errorf("RemoveImage() error = %v", err)
+	}
+	if left, err := n.rt.ListImages(ctx, `labels."lpm.dev/migration-uid"`); err != nil || len(left) != 0 {
+		t.Errorf("images left after RemoveImage: %v, %v", left, err)
+	}
+}
+
+func lastCount(t *testing.T, logPath string) int {
+	t.Helper()
+	counts := testenv.Counts(t, logPath)
+	if len(counts) == 0 {
+		t.Fatalf("no counts in %s", logPath)
+	}
+	return counts[len(counts)-1]
+}
+
+// assertContinued checks that a restored counter's log never starts over:
+// the counts keep increasing past the checkpointed count.
+func assertContinued(t *testing.T, counts []int, checkpointed int) {
+	t.Helper()
+	for i := 1; i < len(counts); i++ {
+		if counts[i] <= counts[i-1] {
+			t.Fatalf("count went from %d to %d: the process started over (counts %v)", counts[i-1], counts[i],
+				counts)
+		}
+	}
+	if len(counts) == 0 || counts[len(counts)-1] <= checkpointed {
+		t.Fatalf("counts %v do not pass the checkpointed count %d", counts, checkpointed)
+	}
+}
+
+func buildImage(t *testing.T, archivePath, container string) *ckptimage.Image {
+	t.Helper()
+	f, err := os.Open(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := archive.Inspect(f, archive.Limits{})
+	if err != nil {
+		t.Fatalf("Inspect() of a real archive error = %v", err)
+	}
+	if info.Stats == nil || info.Stats.PagesWritten == 0 {
+		t.Errorf("Stats = %+v, want dump statistics with pages written", info.Stats)
+	}
+	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: archivePath, Archive: info, Container: container,
+		Pod: "source", Namespace: "default", MigrationUID: "4f1d2c3b-0000",
+		Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
+	if err != nil {
+		t.Fatalf("Build() error = %v", err)
+	}
+	return img
+}
