@@ -17,10 +17,7 @@ func stepPending(o *outcome, w *world, slots *Slots) {
 	if o.status.StartTime == nil {
 		o.status.StartTime = &metav1.Time{Time: o.now}
 	}
-	if o.status.Phase == "" {
-		o.setPhase(lpmv1.PhasePending)
-		o.progress(lpmv1.ReasonPending, "running the preflight checks")
-	}
+	o.setPhase(lpmv1.PhasePending)
 
 	target, f := checkController(o, w)
 	if f != nil {
@@ -40,9 +37,10 @@ func stepPending(o *outcome, w *world, slots *Slots) {
 	source := sourceCondition(o.m, lpmv1.AgentConditionPrepared)
 	dest := targetCondition(o.m, lpmv1.AgentConditionPrepared)
 	if !isTrue(source) || !isTrue(dest) {
-		o.setCondition(lpmv1.ConditionPreflightPassed, metav1.ConditionUnknown, lpmv1.ReasonWaitingForAgents,
-			fmt.Sprintf("waiting for the agents of nodes %s and %s to report Prepared",
-				o.status.SourceNode, o.status.TargetNode))
+		msg := fmt.Sprintf("waiting for the agents of nodes %s and %s to report Prepared",
+			o.status.SourceNode, o.status.TargetNode)
+		o.setCondition(lpmv1.ConditionPreflightPassed, metav1.ConditionUnknown, lpmv1.ReasonWaitingForAgents, msg)
+		o.progress(lpmv1.ReasonWaitingForAgents, msg)
 		return
 	}
 	if !meta.IsStatusConditionTrue(o.status.Conditions, lpmv1.ConditionPreflightPassed) {
@@ -120,6 +118,7 @@ func checkAgentsPrepared(o *outcome) *preflight.Failure {
 // failPreflight ends the migration on a failed check. The input can never
 // succeed as it stands, so the reconcile returns a terminal error.
 func failPreflight(o *outcome, f *preflight.Failure) {
+	o.setCondition(lpmv1.ConditionPreflightPassed, metav1.ConditionFalse, f.Reason, f.Error())
 	o.fail(f.Reason, f.Error())
 	o.terminal = f
 }
