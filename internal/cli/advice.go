@@ -1,0 +1,154 @@
+package cli
+
+import (
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+)
+
+// adviceByReason tells the user what a condition reason means for them and
+// what to do next. It has an entry for every reason in api/v1, which a test
+// checks.
+var adviceByReason = map[lpmv1.Reason]string{
+	// A migration in progress, or one that succeeded.
+	lpmv1.ReasonPending: "The controller has not processed the migration yet. If it stays Pending, " +
+		"check that the lpm controller runs and read its logs.",
+	lpmv1.ReasonWaitingForAgents: "The lpm agents of the source and target nodes have not reported " +
+		"their checks yet. If this lasts, check that the agent runs on both nodes: kubectl get nodeagents.",
+	lpmv1.ReasonWaitingForSlot: "Other migrations use every slot under the controller's concurrency " +
+		"limits. This one starts when a slot frees up; see kubectl migrate list -A.",
+	lpmv1.ReasonInProgress:   "The migration runs. Follow it with kubectl migrate status NAME.",
+	lpmv1.ReasonChecksPassed: "Every preflight check passed.",
+	lpmv1.ReasonDryRun: "Every preflight check passed and nothing was changed. " +
+		"Run the same command without --dry-run to move the pod.",
+	lpmv1.ReasonCheckpointed: "Every container is checkpointed.",
+	lpmv1.ReasonImagesReady:  "Every checkpoint image is available to the target node's runtime.",
+	lpmv1.ReasonSettling: "The restored pod is Ready. The controller waits for the settle window to pass " +
+		"without a container restart before it removes the source pod.",
+	lpmv1.ReasonVerified:      "The restored pod is Ready, restored from its checkpoint and stable.",
+	lpmv1.ReasonSourceDeleted: "The source pod was deleted after the restored pod was verified.",
+	lpmv1.ReasonSourceDeleting: "The restored pod is verified. The controller deletes the source pod " +
+		"and waits until the source node's kubelet has removed it.",
+	lpmv1.ReasonSourceKept: "The source pod was kept (--keep), so two copies of the pod run now. " +
+		"Delete the source pod when you no longer need it.",
+	lpmv1.ReasonMigrationComplete: "The pod runs on the target node. Nothing is left to do.",
+	lpmv1.ReasonCleanedUp:         "The agent removed what the migration left on its node.",
+
+	// Preflight failures: the source pod was never touched.
+	lpmv1.ReasonPodNotFound: "No pod of that name exists in the namespace. Check the name and the " +
+		"namespace: kubectl get pods -n NAMESPACE.",
+	lpmv1.ReasonPodNotRunning: "Only a Running pod can move. Wait until it runs, or find out why it " +
+		"does not with kubectl describe pod.",
+	lpmv1.ReasonPodNotReady: "Only a Ready pod can move, because the restored pod is verified by its " +
+		"readiness. Wait until the pod is Ready.",
+	lpmv1.ReasonPodTerminating:    "The pod is being deleted, so there is nothing to move.",
+	lpmv1.ReasonPodNotScheduled:   "The pod has no node yet. Wait until it is scheduled and runs.",
+	lpmv1.ReasonStaticPod: "The kubelet runs a static pod from a file on its node, and the API cannot " +
+		"move it. Move the manifest file to the other node instead.",
+	lpmv1.ReasonControllerOwnedPod: "The pod's owner (see the message) would replace the source pod " +
+		"or adopt the restored one. Move a pod without such an owner, or scale its workload instead.",
+	lpmv1.ReasonUnsupportedVolume: "A volume of the pod cannot follow it to another node (see the " +
+		"message). Only pods whose volumes every node can reach can move.",
+	lpmv1.ReasonUnsupportedResource: "The pod uses a resource that cannot be checkpointed or moved, " +
+		"such as a device (see the message).",
+	lpmv1.ReasonHostNamespace: "The pod shares the host's network, PID or IPC namespace, whose state " +
+		"cannot move with it. Only pods with their own namespaces can move.",
+	lpmv1.ReasonUserNamespace: "The pod runs in a user namespace (hostUsers: false), which a checkpoint " +
+		"cannot carry.",
+	lpmv1.ReasonUnsupportedHostname: "The pod's hostname comes from its name, which is not a DNS label " +
+		"(it contains a dot), and the restored pod could not keep it. Set spec.hostname on the pod, or " +
+		"name the pod without dots.",
+	lpmv1.ReasonNonRootUnsupported: "A container runs as a user other than root, and CRIU on the source " +
+		"node cannot dump such a process without CAP_SYS_RESOURCE. Give the lpm agent that capability, " +
+		"or move pods that run as root.",
+	lpmv1.ReasonMigrationInProgress: "Another PodMigration moves this pod now. Wait for it (kubectl " +
+		"migrate list) or cancel it with kubectl migrate cancel NAME.",
+	lpmv1.ReasonTargetNotFound: "No node has the name given with --to. List the nodes with " +
+		"kubectl get nodes.",
+	lpmv1.ReasonTargetNotReady: "The target node is not Ready. Wait until it is, or pick another node " +
+		"with --to.",
+	lpmv1.ReasonTargetUnschedulable: "The target node is cordoned. Uncordon it with kubectl uncordon " +
+		"NODE, or pick another node with --to.",
+	lpmv1.ReasonTargetIsSource: "The pod already runs on the target node. Pick another node with --to.",
+	lpmv1.ReasonTargetTaint: "The pod does not tolerate a taint of the target node. Pick another " +
+		"node with --to, or add the toleration to the pod.",
+	lpmv1.ReasonTargetSelectorMismatch: "The target node does not match the pod's node selector or " +
+		"required node affinity. Pick a node that does.",
+	lpmv1.ReasonTargetInsufficient: "The target node lacks the free CPU, memory or other resources " +
+		"that the pod requests. Pick another node, or free resources on it.",
+	lpmv1.ReasonNoTargetNode: "No node passed the checks for this pod (readiness, taints, selectors, " +
+		"free resources, a working lpm agent). Name a node with --to to see why it is rejected.",
+	lpmv1.ReasonAgentMissing: "A node of the migration has no lpm agent, or its agent stopped " +
+		"reporting. Check the agent's pod on that node and kubectl get nodeagents.",
+	lpmv1.ReasonAgentCannotCheckpoint: "The source node cannot checkpoint containers: its kubelet " +
+		"checkpoint API, runtime or CRIU is missing or off. See kubectl get nodeagent NODE -o yaml.",
+	lpmv1.ReasonAgentCannotRestore: "The target node's runtime cannot restore from a checkpoint " +
+		"image. See kubectl get nodeagent NODE -o yaml, and pick a node whose RESTORE column is True.",
+	lpmv1.ReasonIncompatibleNodes: "The nodes differ in a way that breaks a restore, such as CPU " +
+		"features, runtime, CRIU or cgroup version (see the message). Pick a target node like the source.",
+	lpmv1.ReasonBaseImageUnavailable: "The target node cannot get a container's base image. Check " +
+		"that the image exists and that the node may pull it (registry access, image pull secrets).",
+	lpmv1.ReasonUnsupportedProcessState: "A process of the pod uses something that CRIU cannot dump " +
+		"(see the message). The pod cannot move while it is in that state.",
+
+	// Failures after the preflight checks: the migration was rolled back.
+	lpmv1.ReasonCheckpointAPIDisabled: "The kubelet's checkpoint API is off on the source node. " +
+		"Enable the kubelet's ContainerCheckpoint feature gate there.",
+	lpmv1.ReasonPodGone: "The source pod was deleted during the migration, so nothing is left to " +
+		"move. Find out what deleted it before you try again.",
+	lpmv1.ReasonContainerGone: "A container of the source pod stopped or was replaced during the " +
+		"checkpoint. Try again when the pod is stable.",
+	lpmv1.ReasonRuntimeCannotCheckpoint: "The container runtime on the source node rejected the " +
+		"checkpoint (see the message). It needs CRIU and checkpoint support enabled in its CRI plugin.",
+	lpmv1.ReasonCheckpointTimedOut: "The checkpoint took longer than spec.timeouts.checkpoint. A pod " +
+		"with much memory takes longer to dump: create the PodMigration with a larger timeout.",
+	lpmv1.ReasonKubeletUnauthorized: "The kubelet rejected the agent's checkpoint request. Grant the " +
+		"agent's service account create on nodes/checkpoint.",
+	lpmv1.ReasonKubeletUnavailable: "The agent could not reach the kubelet of the source node. Check " +
+		"that the kubelet runs and that the agent can reach its port.",
+	lpmv1.ReasonCheckpointFailed: "CRIU failed to dump a container. Read the CRIU log on the source " +
+		"node: kubectl migrate status NAME shows its path.",
+	lpmv1.ReasonArchiveInvalid: "The checkpoint archive that the kubelet wrote could not be read. " +
+		"Try again, and read the source agent's logs if it repeats.",
+	lpmv1.ReasonImageBuildFailed: "The source agent could not build a checkpoint image, for example " +
+		"because its disk is full. Read the source agent's logs.",
+	lpmv1.ReasonTransferFailed: "The checkpoint images did not reach the target node. Check the " +
+		"network between the two agents (transfer direct), or the registry and its credentials " +
+		"(transfer registry).",
+	lpmv1.ReasonDigestMismatch: "A checkpoint image reached the target node with another digest than " +
+		"the source published, so it was damaged or altered on the way. Try again, and check the " +
+		"network path if it repeats.",
+	lpmv1.ReasonImportFailed: "The target node's runtime did not import a checkpoint image. Read the " +
+		"target agent's logs and check the node's free disk space.",
+	lpmv1.ReasonTransferTimedOut: "Building, carrying or importing the images took longer than " +
+		"spec.timeouts.transfer. Create the PodMigration with a larger timeout for large pods or slow links.",
+	lpmv1.ReasonRestoredPodFailed: "The restored pod failed on the target node. Read its events with " +
+		"kubectl describe pod.",
+	lpmv1.ReasonNotRestored: "The target runtime started a container fresh instead of restoring its " +
+		"checkpoint, so its memory was lost. Check that the target node's runtime restores from " +
+		"checkpoint images (the RESTORE column of kubectl get nodeagents).",
+	lpmv1.ReasonContainerRestarted: "A container of the restored pod restarted during the settle " +
+		"window, so the restored state is not trusted. Read the restored container's logs.",
+	lpmv1.ReasonRestoreTimedOut: "The restored pod was not verified within spec.timeouts.restore. " +
+		"Find out why it did not become Ready with kubectl describe pod.",
+	lpmv1.ReasonRestoreCheckFailed: "The target agent could not ask the runtime whether it restored " +
+		"the containers. Read the target agent's logs.",
+	lpmv1.ReasonSourceChanged: "The pod of that name is not the pod the migration started with (its " +
+		"UID changed). Start a new migration for the new pod.",
+	lpmv1.ReasonAgentUnavailable: "An lpm agent stopped reporting during the migration. Check the " +
+		"agents' pods on both nodes.",
+	lpmv1.ReasonDeadlineExceeded: "The migration took longer than its overall timeout (--timeout). " +
+		"See which phase took longest with kubectl migrate status NAME, and raise the timeout.",
+	lpmv1.ReasonCancelled:     "The PodMigration was deleted before it finished, so it was rolled back.",
+	lpmv1.ReasonInternalError: "The controller hit an unexpected error. Read the controller's logs.",
+	lpmv1.ReasonCleanupTimedOut: "An agent did not report that it cleaned up within the controller's " +
+		"cleanup deadline, so the controller went on without it. The agent's garbage collection removes " +
+		"what is left; read the agent's logs if this repeats.",
+}
+
+// adviceFor returns what the user should do about reason. A reason that this
+// version of the plugin does not know gets a pointer to the details.
+func adviceFor(reason lpmv1.Reason) string {
+	if advice, ok := adviceByReason[reason]; ok {
+		return advice
+	}
+	return "Read the message above, and the details with kubectl migrate status NAME."
+}
