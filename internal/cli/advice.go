@@ -39,8 +39,8 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"does not with kubectl describe pod.",
 	lpmv1.ReasonPodNotReady: "Only a Ready pod can move, because the restored pod is verified by its " +
 		"readiness. Wait until the pod is Ready.",
-	lpmv1.ReasonPodTerminating:    "The pod is being deleted, so there is nothing to move.",
-	lpmv1.ReasonPodNotScheduled:   "The pod has no node yet. Wait until it is scheduled and runs.",
+	lpmv1.ReasonPodTerminating:  "The pod is being deleted, so there is nothing to move.",
+	lpmv1.ReasonPodNotScheduled: "The pod has no node yet. Wait until it is scheduled and runs.",
 	lpmv1.ReasonStaticPod: "The kubelet runs a static pod from a file on its node, and the API cannot " +
 		"move it. Move the manifest file to the other node instead.",
 	lpmv1.ReasonControllerOwnedPod: "The pod's owner (see the message) would replace the source pod " +

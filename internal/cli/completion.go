@@ -151,7 +151,9 @@ func completeCheckTargets(root *rootOptions) completionFunc {
 	return completeNames(root, listCheckTargets)
 }
 
-func completeNodeNames(root *rootOptions) completionFunc { return completeFlagNames(root, listNodeNames) }
+func completeNodeNames(root *rootOptions) completionFunc {
+	return completeFlagNames(root, listNodeNames)
+}
 
 func completeSecretNames(root *rootOptions) completionFunc {
 	return completeFlagNames(root, listPullSecretNames)
