@@ -12,7 +12,8 @@
 //	                        and mounts of the process, as JSON
 //	GET  /healthz           200 once serving
 //
-// "counter get URL" prints the body of a GET request, for clients that run
+// -alloc makes the process larger, so its checkpoint and transfer take
+// longer. "counter get URL" prints the body of a GET request, for clients that run
 // inside the cluster.
 package main
 
@@ -42,7 +43,10 @@ func main() {
 	listen := flag.String("listen", "", "address to serve HTTP on, for example :8080; empty serves nothing")
 	name := flag.String("name", "count", "prefix of each printed line")
 	stateFile := flag.String("state-file", "", "file to write the current count to after each count")
+	allocMiB := flag.Int("alloc", 0, "MiB of memory to fill at start, to make a checkpoint larger and slower")
 	flag.Parse()
+
+	ballast := fill(*allocMiB)
 
 	var count atomic.Int64
 	if *listen != "" {
@@ -70,7 +74,18 @@ func main() {
 		}
 		time.Sleep(*interval)
 		count.Add(1)
+		ballast[int(n)%len(ballast)]++
 	}
+}
+
+// fill returns mib MiB of memory with every page written, so each page is
+// part of a checkpoint. It returns one byte when mib is 0.
+func fill(mib int) []byte {
+	b := make([]byte, max(mib<<20, 1))
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
 }
 
 func get(url string) int {
