@@ -91,6 +91,7 @@ func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource)
 	if err != nil {
 		return nil, err
 	}
+	req.Index.Size = int64(len(index))
 	manifest, manifestRaw, err := fetchManifest(ctx, manifestDesc, src)
 	if err != nil {
 		return nil, err
@@ -202,20 +203,26 @@ func fetchSmall(ctx context.Context, desc ocispec.Descriptor, src BlobSource) ([
 	if err := desc.Digest.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: invalid digest %q: %w", ErrInvalidImage, desc.Digest, err)
 	}
-	if desc.Size < 0 || desc.Size > maxManifestBytes {
+	if desc.Size > maxManifestBytes {
 		return nil, fmt.Errorf("%w: blob %s has size %d, the limit is %d", ErrInvalidImage, desc.Digest,
 			desc.Size, maxManifestBytes)
+	}
+	// A negative size means unknown: the digest alone identifies the blob.
+	limit := desc.Size
+	if limit < 0 {
+		limit = maxManifestBytes
 	}
 	rc, err := src.Open(ctx, desc, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrSource, desc.Digest, err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrSource, desc.Digest, err)
 	}
-	if int64(len(data)) != desc.Size || digest.FromBytes(data) != desc.Digest {
+	if (desc.Size >= 0 && int64(len(data)) != desc.Size) || int64(len(data)) > limit ||
+		digest.FromBytes(data) != desc.Digest {
 		return nil, fmt.Errorf("%w: blob %s: got %d bytes with digest %s", ErrDigestMismatch, desc.Digest,
 			len(data), digest.FromBytes(data))
 	}
