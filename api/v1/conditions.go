@@ -129,4 +129,8 @@ const (
 	ReasonCancelled               Reason = "Cancelled"
 	ReasonInternalError           Reason = "InternalError"
 	ReasonCleanupTimedOut         Reason = "CleanupTimedOut"
+	// ReasonLivenessProbeDeadline: the source's liveness probes would have
+	// made the kubelet kill its frozen containers before the migration
+	// could finish, so the source agent gave up in time to thaw them.
+	ReasonLivenessProbeDeadline Reason = "LivenessProbeDeadline"
 )
