@@ -12,4 +12,4 @@ ln -s "$(hack/components.sh path etcd)/etcd" "$assets/etcd"
 ln -s "$(hack/components.sh path kube-apiserver)/kube-apiserver" "$assets/kube-apiserver"
 export KUBEBUILDER_ASSETS=$assets
 
-go test -race -count=1 "$@" ./...
+go test -race -count=1 "${@:-./...}"

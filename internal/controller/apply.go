@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -132,10 +133,23 @@ func (r *PodMigrationReconciler) addFinalizer(ctx context.Context, m *lpmv1.PodM
 	return nil
 }
 
+// removeFinalizer removes the controller's finalizer with a JSON patch that
+// tests the entry it removes, so it needs no resourceVersion and cannot
+// drop a finalizer that another controller added meanwhile.
 func (r *PodMigrationReconciler) removeFinalizer(ctx context.Context, m *lpmv1.PodMigration) error {
-	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(m, lpmv1.FinalizerRollback)
-	if err := r.Patch(ctx, m, patch); err != nil {
+	i := slices.Index(m.Finalizers, lpmv1.FinalizerRollback)
+	if i < 0 {
+		return nil
+	}
+	path := fmt.Sprintf("/metadata/finalizers/%d", i)
+	body, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": path, "value": lpmv1.FinalizerRollback},
+		{"op": "remove", "path": path},
+	})
+	if err != nil {
+		return fmt.Errorf("failed to encode the finalizer patch of PodMigration %s: %w", m.Name, err)
+	}
+	if err := r.Patch(ctx, m, client.RawPatch(types.JSONPatchType, body)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -1,0 +1,218 @@
+package fakeagent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+)
+
+// ArchiveBytes is the archive size the fake source agent reports for every
+// container.
+const ArchiveBytes = 4 << 20
+
+// actAsSource does the source agent's next step for m, as docs/design.md
+// lists them, and records the result in src.
+func (a *Agent) actAsSource(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {
+	phase := m.Status.Phase
+	switch {
+	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
+		return a.rollBackSource(ctx, m, src)
+	case phase == lpmv1.PhaseSucceeded || (restoredVerified(m) && m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
+		a.cleanUpSource(src)
+		return nil
+	case phase == lpmv1.PhasePending:
+		if !has(src.Conditions, lpmv1.AgentConditionPrepared) {
+			if ok, f := a.run(StepPrepareSource); ok {
+				a.setCondition(&src.Conditions, lpmv1.AgentConditionPrepared, f, "Prepared")
+			}
+		}
+		return nil
+	}
+
+	if phase == lpmv1.PhaseCheckpointing && !has(src.Conditions, lpmv1.AgentConditionCheckpointed) {
+		if err := a.checkpoint(ctx, m, src); err != nil {
+			return err
+		}
+	}
+	if isTrue(src.Conditions, lpmv1.AgentConditionCheckpointed) &&
+		!has(src.Conditions, lpmv1.AgentConditionImagesServed) {
+		if ok, f := a.run(StepServeImages); ok {
+			for i := range src.Containers {
+				c := &src.Containers[i]
+				c.Image = imageName(m, c.Name)
+				c.ImageDigest = "sha256:" + strings.Repeat("0", 64)
+				c.ImageBytes = ArchiveBytes + 1024
+			}
+			src.Endpoint = m.Status.SourceNode + ":8479"
+			a.setCondition(&src.Conditions, lpmv1.AgentConditionImagesServed, f, "ImagesServed")
+		}
+	}
+	return nil
+}
+
+func (a *Agent) checkpoint(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {
+	ok, f := a.run(StepCheckpoint)
+	if !ok {
+		return nil
+	}
+	pod := &corev1.Pod{}
+	if err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.PodName}, pod); err != nil {
+		return fmt.Errorf("failed to get pod %s: %w", m.Spec.PodName, err)
+	}
+	src.CutTime = &metav1.Time{Time: a.clock.Now()}
+	if f == nil {
+		src.Frozen = m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep
+		src.Containers = nil
+		for _, name := range checkpointedContainers(pod) {
+			src.Containers = append(src.Containers, lpmv1.SourceContainerStatus{
+				Name: name, ArchiveBytes: ArchiveBytes, PagesWritten: 1024, BaseImage: "registry.example/base:1",
+				FreezingTime: &metav1.Duration{Duration: 2_000_000},
+				FrozenTime:   &metav1.Duration{Duration: 80_000_000},
+			})
+		}
+	}
+	a.setCondition(&src.Conditions, lpmv1.AgentConditionCheckpointed, f, "Checkpointed")
+	return nil
+}
+
+// rollBackSource thaws the source once the restored pod is gone, so two
+// copies never run at once.
+func (a *Agent) rollBackSource(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {
+	if isTrue(src.Conditions, lpmv1.AgentConditionCleanedUp) {
+		return nil
+	}
+	if name := m.Status.RestoredPod; name != "" {
+		pod := &corev1.Pod{}
+		err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: name}, pod)
+		if err == nil && pod.Annotations[lpmv1.AnnotationMigrationUID] == string(m.UID) {
+			return nil
+		}
+	}
+	a.cleanUpSource(src)
+	return nil
+}
+
+func (a *Agent) cleanUpSource(src *lpmv1.SourceAgentStatus) {
+	if isTrue(src.Conditions, lpmv1.AgentConditionCleanedUp) {
+		return
+	}
+	if ok, f := a.run(StepCleanUpSource); ok && f == nil {
+		src.Frozen = false
+		a.setCondition(&src.Conditions, lpmv1.AgentConditionCleanedUp, nil, "CleanedUp")
+	}
+}
+
+// actAsTarget does the target agent's next step for m.
+func (a *Agent) actAsTarget(ctx context.Context, m *lpmv1.PodMigration, dst *lpmv1.TargetAgentStatus) error {
+	phase := m.Status.Phase
+	switch {
+	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
+		if !isTrue(dst.Conditions, lpmv1.AgentConditionCleanedUp) {
+			if ok, f := a.run(StepCleanUpTarget); ok && f == nil {
+				a.setCondition(&dst.Conditions, lpmv1.AgentConditionCleanedUp, nil, "CleanedUp")
+			}
+		}
+		return nil
+	case phase == lpmv1.PhaseSucceeded:
+		return nil
+	case phase == lpmv1.PhasePending:
+		if !has(dst.Conditions, lpmv1.AgentConditionPrepared) {
+			if ok, f := a.run(StepPrepareTarget); ok {
+				a.setCondition(&dst.Conditions, lpmv1.AgentConditionPrepared, f, "Prepared")
+			}
+		}
+		return nil
+	}
+
+	src := m.Status.Source
+	if src != nil && isTrue(src.Conditions, lpmv1.AgentConditionImagesServed) &&
+		!has(dst.Conditions, lpmv1.AgentConditionImagesReady) {
+		if ok, f := a.run(StepImportImages); ok {
+			if f == nil {
+				dst.Containers = nil
+				for _, c := range src.Containers {
+					dst.Containers = append(dst.Containers, lpmv1.TargetContainerStatus{Name: c.Name, Image: c.Image})
+					dst.BytesTotal += c.ImageBytes
+				}
+				dst.BytesDone = dst.BytesTotal
+			}
+			a.setCondition(&dst.Conditions, lpmv1.AgentConditionImagesReady, f, "ImagesReady")
+		}
+	}
+	if m.Status.RestoredPod != "" && isTrue(dst.Conditions, lpmv1.AgentConditionImagesReady) &&
+		!has(dst.Conditions, lpmv1.AgentConditionRestored) {
+		return a.reportRestored(ctx, m, dst)
+	}
+	return nil
+}
+
+// reportRestored reports each restored container once the restored pod's
+// containers run, as the real agent reads containerd's restored marker.
+func (a *Agent) reportRestored(ctx context.Context, m *lpmv1.PodMigration, dst *lpmv1.TargetAgentStatus) error {
+	pod := &corev1.Pod{}
+	err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Status.RestoredPod}, pod)
+	if err != nil || pod.Status.Phase != corev1.PodRunning {
+		return nil
+	}
+	ok, f := a.run(StepRestore)
+	if !ok {
+		return nil
+	}
+	for i := range dst.Containers {
+		dst.Containers[i].Restored = f == nil
+		dst.Containers[i].ContainerID = "containerd://" + strings.Repeat("f", 12) + dst.Containers[i].Name
+	}
+	a.setCondition(&dst.Conditions, lpmv1.AgentConditionRestored, f, "Restored")
+	return nil
+}
+
+func restoredVerified(m *lpmv1.PodMigration) bool {
+	for _, c := range m.Status.Conditions {
+		if c.Type == lpmv1.ConditionRestored {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// imageName is the checkpoint image reference for transfer Direct, as
+// docs/design.md names it.
+func imageName(m *lpmv1.PodMigration, container string) string {
+	uid := string(m.UID)
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return fmt.Sprintf("localhost/lpm/%s/%s-%s:%s", m.Namespace, m.Spec.PodName, container, uid)
+}
+
+func checkpointedContainers(pod *corev1.Pod) []string {
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			names = append(names, c.Name)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+func controllerOptions(skipNameValidation *bool) controller.Options {
+	return controller.Options{SkipNameValidation: skipNameValidation}
+}
+
+func reconcileFunc(f func(context.Context, ctrl.Request) error) reconcile.Func {
+	return func(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+		return ctrl.Result{}, f(ctx, req)
+	}
+}
