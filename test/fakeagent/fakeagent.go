@@ -172,7 +172,7 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, name string) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named(name+"-kubelet").
+		Named(name + "-kubelet").
 		For(&corev1.Pod{}).
 		WatchesRawSource(source.Channel(a.podEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controllerOptions(&skip)).

@@ -92,7 +92,8 @@ func zapLevel() zapcore.Level {
 // discardRecorder drops events, for the controller of reconcileOnce.
 type discardRecorder struct{}
 
-func (discardRecorder) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {}
+func (discardRecorder) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {
+}
 
 // options change a harness before it starts.
 type options struct {
