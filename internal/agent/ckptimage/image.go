@@ -15,6 +15,7 @@ package ckptimage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -288,4 +289,21 @@ func (img *Image) Open(_ context.Context, desc ocispec.Descriptor, offset int64)
 func (img *Image) Descriptor() ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: img.Digest(),
 		Size: int64(len(img.Index))}
+}
+
+// FromBlobs rebuilds an image from its stored small blobs and archive, as
+// an agent does after a restart.
+func FromBlobs(index, manifest, config []byte, archivePath string) (*Image, error) {
+	var m v1.Manifest
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, fmt.Errorf("invalid stored manifest: %w", err)
+	}
+	if len(m.Layers) != 1 {
+		return nil, fmt.Errorf("stored manifest has %d layers, want 1", len(m.Layers))
+	}
+	if digest.FromBytes(config).String() != m.Config.Digest.String() {
+		return nil, errors.New("stored config does not match the stored manifest")
+	}
+	return &Image{Index: index, Manifest: manifest, Config: config, Layer: m.Layers[0],
+		ArchivePath: archivePath}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -430,4 +431,41 @@ func (r *Runtime) ContainerRestored(ctx context.Context, containerID string) (bo
 		return false, fmt.Errorf("failed to get CRI status of container %s: %w", containerID, err)
 	}
 	return resp.GetStatus().GetAnnotations()[RestoreAnnotation] == "true", nil
+}
+
+// ImagesInUse returns the image references and image IDs of every
+// container the CRI knows, running or not.
+func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
+	resp, err := r.cri.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("failed to list containers: %w", err)
+	}
+	used := map[string]bool{}
+	for _, c := range resp.GetContainers() {
+		used[c.GetImage().GetImage()] = true
+		used[c.GetImage().GetUserSpecifiedImage()] = true
+		used[c.GetImageRef()] = true
+		used[c.GetImageId()] = true
+	}
+	delete(used, "")
+	return used, nil
+}
+
+// AbortIngests discards unfinished content writes whose reference starts
+// with prefix: what a broken transfer left in containerd's ingest area.
+func (r *Runtime) AbortIngests(ctx context.Context, prefix string) error {
+	cs := r.client.ContentStore()
+	statuses, err := cs.ListStatuses(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to list content ingests: %w", err)
+	}
+	var errs []error
+	for _, st := range statuses {
+		if strings.HasPrefix(st.Ref, prefix) {
+			if err := cs.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("failed to abort ingest %s: %w", st.Ref, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

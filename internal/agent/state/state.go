@@ -40,6 +40,8 @@ type Record struct {
 	// agent did not finish, which it never resumes.
 	CheckpointStarted *time.Time `json:"checkpointStarted,omitempty"`
 	CheckpointDone    bool       `json:"checkpointDone,omitempty"`
+	// Failed is set when the agent gave up on its part of the migration.
+	Failed bool `json:"failed,omitempty"`
 	// CutTime is when the source stopped making progress.
 	CutTime *time.Time `json:"cutTime,omitempty"`
 	// FreezeDeadline is when the kubelet could first kill a frozen
@@ -102,18 +104,22 @@ func Open(dir string) (*Store, error) {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-func (s *Store) path(uid string) (string, error) {
+func (s *Store) path(uid string, role Role) (string, error) {
 	if !uidPattern.MatchString(uid) {
 		return "", fmt.Errorf("invalid migration UID %q", uid)
 	}
-	return filepath.Join(s.dir, "migrations", uid+".json"), nil
+	if role != RoleSource && role != RoleTarget {
+		return "", fmt.Errorf("invalid role %q", role)
+	}
+	return filepath.Join(s.dir, "migrations", uid+"."+string(role)+".json"), nil
 }
 
-// Load returns the record of a migration, or nil when there is none.
-func (s *Store) Load(uid string) (*Record, error) {
+// Load returns the record of one side of a migration, or nil when there is
+// none.
+func (s *Store) Load(uid string, role Role) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path, err := s.path(uid)
+	path, err := s.path(uid, role)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +145,7 @@ func readRecord(path string) (*Record, error) {
 func (s *Store) Save(rec *Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path, err := s.path(rec.UID)
+	path, err := s.path(rec.UID, rec.Role)
 	if err != nil {
 		return err
 	}
@@ -170,10 +176,10 @@ func (s *Store) Save(rec *Record) error {
 }
 
 // Delete removes a record. A missing record counts as deleted.
-func (s *Store) Delete(uid string) error {
+func (s *Store) Delete(uid string, role Role) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path, err := s.path(uid)
+	path, err := s.path(uid, role)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := store.Save(rec); err != nil {
 		t.Fatalf("Save() error = %v", err)
 	}
-	got, err := store.Load(rec.UID)
+	got, err := store.Load(rec.UID, RoleSource)
 	if err != nil {
 		t.Fatalf("Load() error = %v", err)
 	}
@@ -44,7 +44,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			t.Errorf("mode of %s = %o, want 700", p, info.Mode().Perm())
 		}
 	}
-	info, err := os.Stat(filepath.Join(dir, "migrations", rec.UID+".json"))
+	info, err := os.Stat(filepath.Join(dir, "migrations", rec.UID+".source.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,10 +52,10 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Errorf("mode of the record = %o, want 600", info.Mode().Perm())
 	}
 
-	if err := store.Delete(rec.UID); err != nil {
+	if err := store.Delete(rec.UID, RoleSource); err != nil {
 		t.Fatalf("Delete() error = %v", err)
 	}
-	if got, err := store.Load(rec.UID); err != nil || got != nil {
+	if got, err := store.Load(rec.UID, RoleSource); err != nil || got != nil {
 		t.Errorf("Load() after Delete = %v, %v; want nil, nil", got, err)
 	}
 }
@@ -66,7 +66,7 @@ func TestStoreRejectsPathUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, uid := range []string{"../x", "", "a/b", "x.json"} {
-		if err := store.Save(&Record{UID: uid}); err == nil {
+		if err := store.Save(&Record{UID: uid, Role: RoleSource}); err == nil {
 			t.Errorf("Save(%q) succeeded, want an error", uid)
 		}
 	}

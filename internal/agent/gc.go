@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/runtime"
+	"github.com/lpm-dev/lpm/internal/agent/state"
+)
+
+// GarbageCollector removes what no live migration or running restored pod
+// needs: archives, records and imported images, also those of migrations
+// that ended or vanished while the agent was down.
+type GarbageCollector struct {
+	Agent    *Agent
+	Interval time.Duration
+}
+
+// NeedLeaderElection is false: every agent collects on its own node.
+func (g *GarbageCollector) NeedLeaderElection() bool { return false }
+
+// Start collects once at start and then every Interval until ctx ends.
+func (g *GarbageCollector) Start(ctx context.Context) error {
+	if g.Interval == 0 {
+		g.Interval = 5 * time.Minute
+	}
+	log := logf.FromContext(ctx).WithName("gc")
+	for {
+		if err := g.Agent.CollectGarbage(logf.IntoContext(ctx, log)); err != nil {
+			log.Error(err, "Garbage collection failed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.Agent.clock.After(g.Interval):
+		}
+	}
+}
+
+// CollectGarbage makes one pass over the state records and the runtime's
+// checkpoint images.
+func (a *Agent) CollectGarbage(ctx context.Context) error {
+	records, err := a.store.List()
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	known := map[string]bool{}
+	for _, rec := range records {
+		known[rec.UID] = true
+		if err := a.collectRecord(ctx, rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.collectImages(ctx, known); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// collectRecord finishes a record whose migration no longer needs it.
+func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
+	log := logf.FromContext(ctx).WithValues("podMigration", rec.Namespace+"/"+rec.Name, "uid", rec.UID,
+		"role", rec.Role)
+	pm := &lpmv1.PodMigration{}
+	err := a.client.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, pm)
+	switch {
+	case apierrors.IsNotFound(err) || (err == nil && string(pm.UID) != rec.UID):
+		pm = nil
+	case err != nil:
+		return err
+	}
+
+	if pm != nil && !rec.Finished {
+		// A live migration: the reconciler owns it.
+		return nil
+	}
+	if rec.Role == state.RoleSource {
+		if pm == nil && len(rec.Paused) > 0 {
+			if err := a.settleOrphanedSource(ctx, rec); err != nil {
+				return err
+			}
+			log.Info("Settled the source of a migration that vanished")
+		}
+		a.offers.Remove(rec.UID)
+		a.removeArchives(ctx, rec)
+		return a.store.Delete(rec.UID, rec.Role)
+	}
+
+	// Target: the images stay while a pod on this node uses them.
+	inUse, err := a.podUsesImages(ctx, rec)
+	if err != nil || inUse {
+		return err
+	}
+	a.removeImported(ctx, rec)
+	log.V(2).Info("Removed checkpoint images no pod uses")
+	return a.store.Delete(rec.UID, rec.Role)
+}
+
+// settleOrphanedSource decides for frozen containers of a migration that
+// vanished while the agent was down: if its restored pod runs, the
+// migration succeeded and the source must never run again; otherwise the
+// source is thawed.
+func (a *Agent) settleOrphanedSource(ctx context.Context, rec *state.Record) error {
+	restoredRuns := false
+	if rec.RestoredPod != "" {
+		pm := &lpmv1.PodMigration{}
+		pm.Namespace, pm.Status.RestoredPod, pm.UID = rec.Namespace, rec.RestoredPod, types.UID(rec.UID)
+		exists, err := a.restoredPodExists(ctx, pm)
+		if err != nil {
+			return err
+		}
+		restoredRuns = exists
+	}
+	for _, id := range rec.Paused {
+		var err error
+		if restoredRuns {
+			err = a.runtime.KillPaused(ctx, id)
+		} else {
+			err = a.runtime.Resume(ctx, id)
+		}
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return err
+		}
+	}
+	rec.Paused = nil
+	return a.store.Save(rec)
+}
+
+// collectImages removes checkpoint images the agent imported whose
+// migration has no record any more and that no pod on this node uses.
+func (a *Agent) collectImages(ctx context.Context, known map[string]bool) error {
+	images, err := a.runtime.ListImages(ctx, `labels."`+labelMigrationUID+`"`)
+	if err != nil {
+		return err
+	}
+	used, err := a.imagesInUse(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, img := range images {
+		uid := img.Labels[labelMigrationUID]
+		if known[uid] || used[img.Name] || !strings.HasPrefix(img.Name, "localhost/lpm/") {
+			continue
+		}
+		if err := a.runtime.RemoveImage(ctx, img.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.runtime.AbortIngests(ctx, "lpm-"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
