@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -192,7 +193,10 @@ func waitAgentsReady(ctx context.Context, l *cluster.Lab, timeout time.Duration)
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("agent on %s not Ready after %s (NodeAgent: %v)", n.Name, timeout, err)
+				if err == nil {
+					err = errors.New("condition Ready is not True")
+				}
+				return fmt.Errorf("agent on %s not Ready after %s: %w", n.Name, timeout, err)
 			}
 			time.Sleep(time.Second)
 		}

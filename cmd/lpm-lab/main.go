@@ -26,7 +26,8 @@ import (
 func main() {
 	global := flag.NewFlagSet("lpm-lab", flag.ExitOnError)
 	opts := lab.DefaultOptions()
-	global.StringVar(&opts.Name, "name", opts.Name, "name of the lab; every interface, cgroup and directory of the lab carries it")
+	global.StringVar(&opts.Name, "name", opts.Name,
+		"name of the lab; every interface, cgroup and directory of the lab carries it")
 	global.StringVar(&opts.StateBase, "state", opts.StateBase, "directory that holds the state of every lab")
 	global.IntVar(&opts.Nodes, "nodes", opts.Nodes, "number of worker nodes")
 	global.StringVar(&opts.RepoDir, "repo", opts.RepoDir, "repository root, for the image sources and config/")
@@ -41,8 +42,8 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	code, err := lab.Run(ctx, opts, global.Arg(0), global.Args()[1:])
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lpm-lab:", err)
 		if code == 0 {

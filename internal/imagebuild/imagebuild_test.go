@@ -71,7 +71,7 @@ func TestArchiveContents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	var got []string
 	tr := tar.NewReader(rc)
 	for {

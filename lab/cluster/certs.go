@@ -66,8 +66,8 @@ func (l *Lab) writePKI() error {
 
 // writeNodePKI gives node i its own copy of what it needs: the CA
 // certificate, the kubelet's client and serving certificates, and the
-// kube-proxy credentials. The node sees only this directory, not the lab's
-// CA key or the admin credentials.
+// kube-proxy credentials. Only this directory is bound into the node, so
+// the node cannot read the lab's CA key or the admin credentials.
 func (l *Lab) writeNodePKI(i int, configDir string) error {
 	now := l.clock()
 	ca, err := pki.LoadCA(l.inst.PKIDir())
@@ -94,7 +94,11 @@ func (l *Lab) writeNodePKI(i int, configDir string) error {
 		if err := ca.Issue(c, now); err != nil {
 			return err
 		}
-		for _, f := range [][2]string{{ca.CertFile(c.Name), nodeCA.CertFile(c.Name)}, {ca.KeyFile(c.Name), nodeCA.KeyFile(c.Name)}} {
+		moves := [][2]string{
+			{ca.CertFile(c.Name), nodeCA.CertFile(c.Name)},
+			{ca.KeyFile(c.Name), nodeCA.KeyFile(c.Name)},
+		}
+		for _, f := range moves {
 			if err := moveFile(f[0], f[1]); err != nil {
 				return err
 			}

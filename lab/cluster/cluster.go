@@ -1,7 +1,7 @@
-// Package cluster brings up and tears down a lab: a real Kubernetes cluster
-// on this machine, with the control plane on the host (etcd on loopback,
-// the kube-apiserver on the lab bridge) and worker nodes from package node,
-// each with containerd, a kubelet and kube-proxy.
+// Package cluster brings up and tears down a lab, a real Kubernetes cluster
+// on this machine. The control plane runs on the host, with etcd on
+// loopback and the kube-apiserver on the lab bridge. The worker nodes come
+// from package node, each with containerd, a kubelet and kube-proxy.
 //
 // Authentication is by client certificate from the lab's CA, authorization
 // is Node and RBAC with NodeRestriction, kubelets authenticate and
@@ -196,8 +196,8 @@ func (l *Lab) waitNodesReady(ctx context.Context, client kubernetes.Interface, t
 			err = saErr
 		}
 		if l.clock().After(deadline) {
-			return fmt.Errorf("%d of %d nodes Ready after %s (last error: %v); see the kubelet logs under %s",
-				ready, l.opts.Nodes, timeout, err, filepath.Join(l.inst.StateDir, "nodes"))
+			return fmt.Errorf("%d of %d nodes Ready after %s; see the kubelet logs under %s: %w",
+				ready, l.opts.Nodes, timeout, filepath.Join(l.inst.StateDir, "nodes"), err)
 		}
 		select {
 		case <-ctx.Done():

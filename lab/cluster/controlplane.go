@@ -155,7 +155,7 @@ func waitHTTP(ctx context.Context, url string, tlsCfg *tls.Config, timeout time.
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/lpm-dev/lpm/lab/node"
 )
@@ -159,13 +158,4 @@ func (l *Lab) ImportImages(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }

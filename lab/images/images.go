@@ -62,7 +62,7 @@ func Build(ctx context.Context, repoDir, outDir string, imgs []Image) ([]Result,
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(binDir)
+	defer func() { _ = os.RemoveAll(binDir) }()
 
 	var results []Result
 	for _, img := range imgs {

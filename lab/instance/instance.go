@@ -150,8 +150,7 @@ func (in Instance) HostVeth(i int) string { return fmt.Sprintf("lpmv-%s-%d", in.
 // kubelet uses as its cgroupRoot.
 func (in Instance) CgroupRoot(i int) string { return fmt.Sprintf("lpm-%s-%s", in.Name, in.NodeName(i)) }
 
-// EtcdClientPort, EtcdPeerPort and EtcdMetricsPort are etcd's loopback
-// ports.
+// EtcdClientPort is etcd's loopback client port.
 func (in Instance) EtcdClientPort() int { return loopbackPortBase + 10*in.Slot }
 
 // EtcdPeerPort is etcd's loopback peer port.

@@ -1,7 +1,7 @@
-// Package network wires lab nodes together: a host bridge that holds the
-// control plane's address, one veth pair per node (eth0 inside the node),
-// routes between the nodes' pod CIDRs, and host routes that keep every
-// address of the lab's range on this machine.
+// Package network wires lab nodes together. The host bridge has the control
+// plane's address, and each node has one veth pair (eth0 inside the node).
+// Routes connect the nodes' pod CIDRs, and host routes keep every address
+// of the lab's range on this machine.
 //
 // The host gets the bridge, one route per node's pod CIDR through that
 // node, and an unreachable route for the rest of the lab's /16, so a packet
@@ -127,10 +127,10 @@ func RemoveBridge(in instance.Instance) error {
 	return nil
 }
 
-// AttachNode connects the network namespace of process pid, node index of
-// the lab, to the bridge: eth0 with the node's address, routes to the
-// service CIDR and to the other nodes' pod CIDRs, forwarding on inside the
-// node, and a host route to the node's pod CIDR.
+// AttachNode connects the network namespace of process pid (node index of
+// the lab) to the bridge. Inside the node it configures eth0 with the
+// node's address, routes to the service CIDR and the other nodes' pod
+// CIDRs, and forwarding. On the host it adds a route to the node's pod CIDR.
 func AttachNode(ctx context.Context, in instance.Instance, index, pid int) error {
 	veth := in.HostVeth(index)
 	if linkExists(veth) {
@@ -138,16 +138,17 @@ func AttachNode(ctx context.Context, in instance.Instance, index, pid int) error
 			return err
 		}
 	}
-	if _, err := ip(ctx, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", fmt.Sprint(pid)); err != nil {
+	_, err := ip(ctx, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", fmt.Sprint(pid))
+	if err != nil {
 		return err
 	}
 	if _, err := ip(ctx, "link", "set", veth, "master", in.BridgeName(), "up"); err != nil {
 		return err
 	}
 
-	// Inside the node. Routes to the other nodes' pod CIDRs are added for
-	// every possible node; a route to a node that does not exist fails
-	// address resolution and so never leaves the bridge.
+	// Routes to the other nodes' pod CIDRs are added for every possible
+	// node. A route to a node that does not exist fails address resolution,
+	// so its packets never leave the bridge.
 	script := []string{
 		"ip link set lo up",
 		fmt.Sprintf("ip addr add %s dev eth0", netip.PrefixFrom(in.NodeIP(index), in.NodeNetwork().Bits())),
@@ -165,7 +166,7 @@ func AttachNode(ctx context.Context, in instance.Instance, index, pid int) error
 		return fmt.Errorf("failed to configure the network of node %s: %w: %s", in.NodeName(index), err, out)
 	}
 
-	_, err := ip(ctx, "route", "replace", in.PodCIDR(index).String(), "via", in.NodeIP(index).String(),
+	_, err = ip(ctx, "route", "replace", in.PodCIDR(index).String(), "via", in.NodeIP(index).String(),
 		"dev", in.BridgeName())
 	return err
 }

@@ -237,7 +237,7 @@ func (n *Node) startAnchor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to create pipe: %w", err)
 	}
-	defer ready.Close()
+	defer func() { _ = ready.Close() }()
 	flags := syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET
 	if !n.cfg.HostPIDNamespace {
 		flags |= syscall.CLONE_NEWPID
@@ -258,7 +258,7 @@ func (n *Node) startAnchor(ctx context.Context) error {
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Cloneflags: uintptr(flags)},
 		ExtraFiles:  []*os.File{readyW},
 	})
-	readyW.Close()
+	_ = readyW.Close()
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func Start(spec Spec) (Process, error) {
 	if err != nil {
 		return Process{}, fmt.Errorf("failed to open log file: %w", err)
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 
 	cmd := exec.Command(spec.Args[0], spec.Args[1:]...)
 	cmd.Env = append(os.Environ(), spec.Env...)
@@ -69,8 +69,8 @@ func Start(spec Spec) (Process, error) {
 	if err != nil {
 		return Process{}, err
 	}
-	// The caller never waits for the process; release it so the Go runtime
-	// keeps no reference, and let the process be reaped by whoever adopts it.
+	// Reap the process if it exits while this program runs. After this
+	// program exits, the process's new parent reaps it.
 	go func() { _ = cmd.Wait() }()
 	if spec.PIDFile != "" {
 		if err := p.WriteFile(spec.PIDFile); err != nil {

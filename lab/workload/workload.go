@@ -87,7 +87,8 @@ func (c *Clients) EnsureNamespace(ctx context.Context, name string) error {
 }
 
 // WaitPodReady waits until the pod is Ready and returns it.
-func (c *Clients) WaitPodReady(ctx context.Context, namespace, name string, timeout time.Duration) (*corev1.Pod, error) {
+func (c *Clients) WaitPodReady(ctx context.Context, namespace, name string,
+	timeout time.Duration) (*corev1.Pod, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		pod := &corev1.Pod{}

@@ -100,7 +100,8 @@ func outcome(pm *lpmv1.PodMigration) string {
 }
 
 // waitPhase waits until the migration reaches one of the phases.
-func waitPhase(t *testing.T, m workload.Migration, timeout time.Duration, phases ...lpmv1.MigrationPhase) *lpmv1.PodMigration {
+func waitPhase(t *testing.T, m workload.Migration, timeout time.Duration,
+	phases ...lpmv1.MigrationPhase) *lpmv1.PodMigration {
 	t.Helper()
 	pm, err := m.Wait(testContext(t, timeout+time.Minute), clients, timeout, func(pm *lpmv1.PodMigration) bool {
 		for _, p := range phases {
@@ -157,7 +158,8 @@ func archives(t *testing.T, nodeName string) []string {
 	t.Helper()
 	dir := theLab.Instance().NodeDir(nodeIndex(nodeName))
 	var out []string
-	for _, d := range []string{filepath.Join(dir, "kubelet", "checkpoints"), filepath.Join(dir, "upper", "var", "lib", "lpm")} {
+	dirs := []string{filepath.Join(dir, "kubelet", "checkpoints"), filepath.Join(dir, "upper", "var", "lib", "lpm")}
+	for _, d := range dirs {
 		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
 			if err == nil && !e.IsDir() && strings.HasSuffix(p, ".tar") {
 				out = append(out, p)

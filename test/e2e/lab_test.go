@@ -119,7 +119,7 @@ func TestLabKubeletAuthentication(t *testing.T) {
 			if err != nil {
 				t.Fatalf("GET %s: %v", url, err)
 			}
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != tc.wantStatus {
 				t.Errorf("status = %d, want %d", resp.StatusCode, tc.wantStatus)
 			}

@@ -109,8 +109,8 @@ func copyImages(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 		_, err = io.Copy(dst, src)
-		src.Close()
-		dst.Close()
+		_ = src.Close()
+		_ = dst.Close()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -146,7 +146,7 @@ func httpGet(t *testing.T, podIP, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return string(body), fmt.Errorf("GET %s on %s: %s: %s", path, podIP, resp.Status, body)
@@ -164,7 +164,7 @@ func httpPut(t *testing.T, podIP, path, body string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("PUT %s on %s: %s: %s", path, podIP, resp.Status, data)

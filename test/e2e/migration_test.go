@@ -103,15 +103,16 @@ func TestMigrateCounterAndBack(t *testing.T) {
 	}
 }
 
-// Scenario 3: the restored process sees the same user, capabilities,
-// environment, limits and mounts; a non-root pod is restored or refused as
+// Scenario 3: the restored process has the same user, capabilities,
+// environment, limits and mounts. A non-root pod is restored or rejected as
 // the source node's published capabilities predict.
 func TestMigrateKeepsRuntimeContext(t *testing.T) {
 	agents := requireLPM(t)
 	ns := newNamespace(t)
 	ctx := withContext(t)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cfg"}, Data: map[string]string{"k": "v"}}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sec"}, StringData: map[string]string{"p": "s"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sec"},
+		StringData: map[string]string{"p": "s"}}
 	if err := clients.Client.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +141,14 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 			t.Errorf("%s changed: before %q, after %q", tc.field, tc.before, tc.after)
 		}
 	}
-	for _, f := range []struct{ path, want string }{{"/etc/cfg/k", "v"}, {"/etc/sec/p", "s"}, {"/etc/podinfo/name", "ctx"}} {
+	files := []struct{ path, want string }{{"/etc/cfg/k", "v"}, {"/etc/sec/p", "s"}, {"/etc/podinfo/name", "ctx"}}
+	for _, f := range files {
 		if got, err := httpGet(t, restored.Status.PodIP, "/file?path="+f.path); err != nil || got != f.want {
 			t.Errorf("%s after restore = %q, %v; want %q", f.path, got, err, f.want)
 		}
 	}
-	if _, err := httpGet(t, restored.Status.PodIP, "/file?path=/var/run/secrets/kubernetes.io/serviceaccount/token"); err != nil {
+	const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	if _, err := httpGet(t, restored.Status.PodIP, "/file?path="+tokenPath); err != nil {
 		t.Errorf("service-account token not readable after restore: %v", err)
 	}
 
@@ -189,7 +192,10 @@ func contextPod(ns, name string, runAsUser *int64) *corev1.Pod {
 		{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 	}
 	c.Resources = corev1.ResourceRequirements{
-		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi"), corev1.ResourceCPU: resource.MustParse("200m")},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+			corev1.ResourceCPU:    resource.MustParse("200m"),
+		},
 	}
 	c.SecurityContext = &corev1.SecurityContext{
 		ReadOnlyRootFilesystem:   ptr.To(true),
@@ -207,13 +213,14 @@ func contextPod(ns, name string, runAsUser *int64) *corev1.Pod {
 			LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
 		{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec"}}},
 		{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-			Items: []corev1.DownwardAPIVolumeFile{{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
+			Items: []corev1.DownwardAPIVolumeFile{{Path: "name",
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
 		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
 	return pod
 }
 
-// processIdentity mirrors the counter's /identity answer.
+// processIdentity is the JSON the counter returns from /identity.
 type processIdentity struct {
 	UID    int      `json:"uid"`
 	GID    int      `json:"gid"`
@@ -306,13 +313,14 @@ func TestMigrateMultiContainerWithSidecar(t *testing.T) {
 }
 
 // Scenario 5: emptyDir and in-memory state survive, and a Service in front
-// of the pod answers from node B afterwards.
+// of the pod routes to node B afterwards.
 func TestMigrateKeepsStateBehindService(t *testing.T) {
 	requireLPM(t)
 	ns := newNamespace(t)
 	pod := workload.CounterPod(ns, "stateful", nodeA)
 	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
-	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "data",
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	pod = createPod(t, pod)
 	createPod(t, workload.CounterPod(ns, "client", nodeA))
 	svc := &corev1.Service{
@@ -434,7 +442,8 @@ func TestMigrateDryRun(t *testing.T) {
 // restore cancels it: the source counts on and nothing is left behind.
 func TestMigrateCancel(t *testing.T) {
 	requireLPM(t)
-	for _, phase := range []lpmv1.MigrationPhase{lpmv1.PhaseCheckpointing, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring} {
+	phases := []lpmv1.MigrationPhase{lpmv1.PhaseCheckpointing, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring}
+	for _, phase := range phases {
 		t.Run(string(phase), func(t *testing.T) {
 			ns := newNamespace(t)
 			// A large process makes each stage last long enough to cancel in.
@@ -566,7 +575,8 @@ func TestMigrateControllerRestart(t *testing.T) {
 	requireLPM(t)
 	ns := newNamespace(t)
 	_, before := counterAfterWarmup(t, ns, "ctrl", nodeA, "-alloc=512")
-	m := migration(t, ns, "ctrl", lpmv1.PodMigrationSpec{PodName: "ctrl", TargetNode: nodeB, Settle: settle(2 * time.Second)})
+	m := migration(t, ns, "ctrl", lpmv1.PodMigrationSpec{PodName: "ctrl", TargetNode: nodeB,
+		Settle: settle(2 * time.Second)})
 	if err := clients.Client.Create(withContext(t), &lpmv1.PodMigration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ctrl"}, Spec: m.Spec}); err != nil {
 		t.Fatal(err)
@@ -606,12 +616,14 @@ func TestMigrateAgentRestart(t *testing.T) {
 	requireLPM(t)
 	ns := newNamespace(t)
 	source, _ := counterAfterWarmup(t, ns, "agent", nodeA, "-alloc=768")
-	m := migration(t, ns, "agent", lpmv1.PodMigrationSpec{PodName: "agent", TargetNode: nodeB, Settle: settle(2 * time.Second)})
+	m := migration(t, ns, "agent", lpmv1.PodMigrationSpec{PodName: "agent", TargetNode: nodeB,
+		Settle: settle(2 * time.Second)})
 	if err := clients.Client.Create(withContext(t), &lpmv1.PodMigration{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent"}, Spec: m.Spec}); err != nil {
 		t.Fatal(err)
 	}
-	pm := waitPhase(t, m, 3*time.Minute, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring, lpmv1.PhaseSucceeded, lpmv1.PhaseFailed)
+	pm := waitPhase(t, m, 3*time.Minute, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring, lpmv1.PhaseSucceeded,
+		lpmv1.PhaseFailed)
 	if pm.Status.Phase != lpmv1.PhasePreparingImages {
 		t.Logf("transfer already over (phase %s) when the agent restarts", pm.Status.Phase)
 	}
@@ -664,7 +676,8 @@ func TestMigrateRejectsUnsupportedPods(t *testing.T) {
 		{pod: owned, wantReason: lpmv1.ReasonControllerOwnedPod},
 		{pod: "hostpath", wantReason: lpmv1.ReasonUnsupportedVolume},
 	} {
-		pm := migrate(t, ns, "reject-"+strings.ReplaceAll(tc.pod, ".", "-"), lpmv1.PodMigrationSpec{PodName: tc.pod, TargetNode: nodeB})
+		spec := lpmv1.PodMigrationSpec{PodName: tc.pod, TargetNode: nodeB}
+		pm := migrate(t, ns, "reject-"+strings.ReplaceAll(tc.pod, ".", "-"), spec)
 		requireFailed(t, pm, tc.wantReason)
 		if pm.Status.CutTime != nil {
 			t.Errorf("%s: rejected migration has a cut time", tc.pod)

@@ -160,8 +160,8 @@ func (s *server) routes() *http.ServeMux {
 	return mux
 }
 
-// Identity is what a process sees of itself; a restored process must see
-// the same.
+// Identity is the process's view of itself, which a restored process must
+// share with the original.
 type Identity struct {
 	UID      int      `json:"uid"`
 	GID      int      `json:"gid"`
