@@ -84,16 +84,30 @@ conntrack:
 // startNode starts node i with containerd, the lab's images, a kubelet and
 // kube-proxy.
 func (l *Lab) startNode(ctx context.Context, i int) (*node.Node, error) {
+	// The node's certificates are in place before the node starts. The CA
+	// certificate also appears at /etc/kubernetes/pki/ca.crt, where
+	// kubeadm puts it on every node, for pods that verify the kubelet.
+	configDir := filepath.Join(l.inst.NodeDir(i), "config")
+	caDir := filepath.Join(l.inst.NodeDir(i), "kubernetes-pki")
+	for _, d := range []string{configDir, caDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.writeNodePKI(i, configDir); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(configDir, "ca.crt"), filepath.Join(caDir, "ca.crt")); err != nil {
+		return nil, err
+	}
 	n, err := node.Start(ctx, node.Config{
 		Instance: l.inst,
 		Index:    i,
 		Hosts:    []string{fmt.Sprintf("%s kubernetes", l.inst.BridgeIP())},
+		Binds:    []node.Bind{{Source: caDir, Target: "/etc/kubernetes/pki", ReadOnly: true}},
 	})
 	if err != nil {
 		return nil, err
-	}
-	if err := l.writeNodePKI(i, n.ConfigDir()); err != nil {
-		return n, err
 	}
 	files := map[string]string{
 		"kubelet.yaml":    kubeletConfig(l, n),
