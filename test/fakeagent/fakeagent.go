@@ -65,6 +65,10 @@ type failure struct {
 // Agent plays the lpm agent, and the kubelet, of a set of nodes.
 type Agent struct {
 	client client.Client
+	// reader reads PodMigrations from the API server, not a cache, so the
+	// agent never repeats a step it has reported, as the real agent's
+	// state directory ensures.
+	reader client.Reader
 	clock  clock.PassiveClock
 	nodes  map[string]bool
 
@@ -77,11 +81,11 @@ type Agent struct {
 	podEvents       chan event.GenericEvent
 }
 
-// New returns a fake agent of nodes. It reads and writes through c and takes
-// every time it writes from clk.
-func New(c client.Client, clk clock.PassiveClock, nodes ...string) *Agent {
+// New returns a fake agent of nodes. It writes through c, reads migrations
+// through reader and takes every time it writes from clk.
+func New(c client.Client, reader client.Reader, clk clock.PassiveClock, nodes ...string) *Agent {
 	a := &Agent{
-		client: c, clock: clk, nodes: map[string]bool{},
+		client: c, reader: reader, clock: clk, nodes: map[string]bool{},
 		held: map[Step]bool{}, failed: map[Step]failure{}, counts: map[Step]int{},
 		migrationEvents: make(chan event.GenericEvent, 1024),
 		podEvents:       make(chan event.GenericEvent, 1024),
@@ -197,7 +201,7 @@ func (a *Agent) migrationsForPod(ctx context.Context, o client.Object) []ctrl.Re
 
 func (a *Agent) reconcileMigration(ctx context.Context, req ctrl.Request) error {
 	m := &lpmv1.PodMigration{}
-	if err := a.client.Get(ctx, req.NamespacedName, m); err != nil {
+	if err := a.reader.Get(ctx, req.NamespacedName, m); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	if a.nodes[m.Status.SourceNode] {

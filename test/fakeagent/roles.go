@@ -24,11 +24,12 @@ const ArchiveBytes = 4 << 20
 func (a *Agent) actAsSource(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {
 	phase := m.Status.Phase
 	switch {
-	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
-		return a.rollBackSource(ctx, m, src)
+	// After verification the migration only finishes, even when deleted.
 	case phase == lpmv1.PhaseSucceeded || (restoredVerified(m) && m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
 		a.cleanUpSource(src)
 		return nil
+	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
+		return a.rollBackSource(ctx, m, src)
 	case phase == lpmv1.PhasePending:
 		if !has(src.Conditions, lpmv1.AgentConditionPrepared) {
 			if ok, f := a.run(StepPrepareSource); ok {
@@ -115,7 +116,7 @@ func (a *Agent) cleanUpSource(src *lpmv1.SourceAgentStatus) {
 func (a *Agent) actAsTarget(ctx context.Context, m *lpmv1.PodMigration, dst *lpmv1.TargetAgentStatus) error {
 	phase := m.Status.Phase
 	switch {
-	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
+	case phase == lpmv1.PhaseFailed || (!m.DeletionTimestamp.IsZero() && !restoredVerified(m)):
 		if !isTrue(dst.Conditions, lpmv1.AgentConditionCleanedUp) {
 			if ok, f := a.run(StepCleanUpTarget); ok && f == nil {
 				a.setCondition(&dst.Conditions, lpmv1.AgentConditionCleanedUp, nil, "CleanedUp")

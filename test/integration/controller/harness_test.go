@@ -136,7 +136,7 @@ func newHarness(t *testing.T, mutate ...func(*options)) *harness {
 	}
 
 	mgr := h.newManager()
-	h.agent = fakeagent.New(mgr.GetClient(), h.clock, h.nodes...)
+	h.agent = fakeagent.New(mgr.GetClient(), mgr.GetAPIReader(), h.clock, h.nodes...)
 	h.must(h.agent.SetupWithManager(mgr, h.ns))
 	h.run(mgr)
 	h.must(h.agent.PublishNodeAgents(h.ctx, nil))

@@ -1,0 +1,141 @@
+package controller_test
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/test/fakeagent"
+)
+
+// An agent that fails any step rolls the migration back: the restored pod
+// is deleted, the source pod runs on untouched, the agents clean up and
+// the finalizer goes.
+func TestAgentFailureInEveryPhase(t *testing.T) {
+	t.Parallel()
+	testCases := []struct {
+		step       fakeagent.Step
+		reason     lpmv1.Reason
+		wantReason lpmv1.Reason
+	}{
+		{fakeagent.StepPrepareSource, lpmv1.ReasonUnsupportedProcessState, lpmv1.ReasonUnsupportedProcessState},
+		{fakeagent.StepPrepareTarget, lpmv1.ReasonBaseImageUnavailable, lpmv1.ReasonBaseImageUnavailable},
+		{fakeagent.StepCheckpoint, lpmv1.ReasonCheckpointAPIDisabled, lpmv1.ReasonCheckpointAPIDisabled},
+		{fakeagent.StepServeImages, lpmv1.ReasonImageBuildFailed, lpmv1.ReasonImageBuildFailed},
+		{fakeagent.StepImportImages, lpmv1.ReasonDigestMismatch, lpmv1.ReasonDigestMismatch},
+		{fakeagent.StepStartRestored, "", lpmv1.ReasonContainerRestarted},
+		{fakeagent.StepRestore, lpmv1.ReasonNotRestored, lpmv1.ReasonNotRestored},
+	}
+	for _, tc := range testCases {
+		t.Run(string(tc.step), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			reason := tc.reason
+			if reason == "" {
+				reason = "Failed"
+			}
+			h.agent.Fail(tc.step, reason, "the fake agent was told to fail "+string(tc.step))
+			source := h.createRunningPod("web", h.nodes[0])
+			h.migrate("move", "web", h.nodes[1])
+
+			m := h.waitFailed("move", tc.wantReason)
+
+			h.assertRolledBack(m, source)
+			h.waitFor("finalizer removed", func() bool { return len(h.get("move").Finalizers) == 0 })
+			if m.Status.CompletionTime == nil {
+				t.Errorf("completionTime not set")
+			}
+			if c := condition(m, lpmv1.ConditionSucceeded); c.Message == "" {
+				t.Errorf("failure has no message")
+			}
+		})
+	}
+}
+
+// Every stage has its deadline; none waits forever.
+func TestStageTimeouts(t *testing.T) {
+	t.Parallel()
+	testCases := []struct {
+		name       string
+		hold       fakeagent.Step
+		phase      lpmv1.MigrationPhase
+		timeouts   *lpmv1.Timeouts
+		wait       time.Duration
+		wantReason lpmv1.Reason
+	}{
+		{
+			name: "agents never prepare", hold: fakeagent.StepPrepareTarget, phase: lpmv1.PhasePending,
+			wait: time.Minute, wantReason: lpmv1.ReasonAgentUnavailable,
+		},
+		{
+			name: "checkpoint", hold: fakeagent.StepCheckpoint, phase: lpmv1.PhaseCheckpointing,
+			timeouts: &lpmv1.Timeouts{Checkpoint: &metav1.Duration{Duration: 30 * time.Second}},
+			wait:     45 * time.Second, wantReason: lpmv1.ReasonCheckpointTimedOut,
+		},
+		{
+			name: "transfer", hold: fakeagent.StepImportImages, phase: lpmv1.PhasePreparingImages,
+			wait: 10 * time.Minute, wantReason: lpmv1.ReasonTransferTimedOut,
+		},
+		{
+			name: "restore", hold: fakeagent.StepRestore, phase: lpmv1.PhaseRestoring,
+			wait: 5 * time.Minute, wantReason: lpmv1.ReasonRestoreTimedOut,
+		},
+		{
+			name: "overall", hold: fakeagent.StepCheckpoint, phase: lpmv1.PhaseCheckpointing,
+			timeouts: &lpmv1.Timeouts{
+				Checkpoint: &metav1.Duration{Duration: time.Hour},
+				Overall:    &metav1.Duration{Duration: 90 * time.Second},
+			},
+			wait: 90 * time.Second, wantReason: lpmv1.ReasonDeadlineExceeded,
+		},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.agent.Hold(tc.hold)
+			source := h.createRunningPod("web", h.nodes[0])
+			h.migrate("move", "web", h.nodes[1], func(m *lpmv1.PodMigration) { m.Spec.Timeouts = tc.timeouts })
+			h.waitPhase("move", tc.phase)
+			if tc.phase == lpmv1.PhasePending {
+				h.waitFor("controller checks done", func() bool { return h.get("move").Status.TargetNode != "" })
+			}
+
+			h.step(tc.wait-time.Second, "move")
+			time.Sleep(200 * time.Millisecond)
+			if got := h.get("move").Status.Phase; got != tc.phase {
+				t.Fatalf("phase = %s one second before the deadline, want %s", got, tc.phase)
+			}
+			h.step(time.Second, "move")
+			m := h.waitFailed("move", tc.wantReason)
+
+			h.agent.Proceed(tc.hold)
+			h.assertRolledBack(m, source)
+		})
+	}
+}
+
+// Agents that never report CleanedUp hold the finalizer for two minutes at
+// most, and a warning event says so.
+func TestCleanupTimeout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent.Hold(fakeagent.StepCleanUpSource)
+	h.agent.Fail(fakeagent.StepImportImages, lpmv1.ReasonImportFailed, "no space left on device")
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1])
+	m := h.waitFailed("move", lpmv1.ReasonImportFailed)
+
+	time.Sleep(200 * time.Millisecond)
+	if len(h.get("move").Finalizers) == 0 {
+		t.Fatalf("finalizer removed before the source agent cleaned up")
+	}
+	h.step(2*time.Minute, "move")
+	h.waitFor("finalizer removed", func() bool { return len(h.get("move").Finalizers) == 0 })
+	h.waitFor("CleanupTimedOut event", func() bool {
+		return eventReasons(h, m)[string(lpmv1.ReasonCleanupTimedOut)]
+	})
+	h.assertRolledBack(m, source)
+}
