@@ -139,6 +139,10 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"See which phase took longest with kubectl migrate status NAME, and raise the timeout.",
 	lpmv1.ReasonCancelled:     "The PodMigration was deleted before it finished, so it was rolled back.",
 	lpmv1.ReasonInternalError: "The controller hit an unexpected error. Read the controller's logs.",
+	lpmv1.ReasonLivenessProbeDeadline: "The source pod's liveness probes fail while its containers are " +
+		"frozen, and the kubelet would have killed them before the migration could finish, so the source " +
+		"agent stopped it in time and thawed them. Relax the liveness probes (period, failure threshold) " +
+		"or move a pod with less memory, which freezes for less time.",
 	lpmv1.ReasonCleanupTimedOut: "An agent did not report that it cleaned up within the controller's " +
 		"cleanup deadline, so the controller went on without it. The agent's garbage collection removes " +
 		"what is left; read the agent's logs if this repeats.",
