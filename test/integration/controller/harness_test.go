@@ -312,7 +312,9 @@ func (h *harness) migrate(name, podName, target string, mutate ...func(*lpmv1.Po
 		},
 	}
 	for _, f := range mutate {
-		f(m)
+		if f != nil {
+			f(m)
+		}
 	}
 	h.must(admin.Create(h.ctx, m))
 	return m
@@ -411,7 +413,8 @@ func (h *harness) assertSourceUntouched(before *corev1.Pod) {
 	if err := admin.Get(h.ctx, client.ObjectKeyFromObject(before), now); err != nil {
 		h.t.Fatalf("source pod %s: %v", before.Name, err)
 	}
-	if now.UID != before.UID || now.ResourceVersion != before.ResourceVersion || now.DeletionTimestamp != nil {
+	deleted := now.DeletionTimestamp != nil && before.DeletionTimestamp == nil
+	if now.UID != before.UID || now.ResourceVersion != before.ResourceVersion || deleted {
 		h.t.Errorf("source pod %s changed: uid %s -> %s, resourceVersion %s -> %s, deletionTimestamp %v",
 			before.Name, before.UID, now.UID, before.ResourceVersion, now.ResourceVersion, now.DeletionTimestamp)
 	}
