@@ -27,6 +27,10 @@ import (
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
 )
 
+// criContainerNameAnnotation is the OCI spec annotation in which the CRI
+// plugin of containerd records a container's name in its pod.
+const criContainerNameAnnotation = "io.kubernetes.cri.container-name"
+
 // pollInterval is how often the agent looks again at something it cannot
 // watch: a pod on another node, a deadline.
 const pollInterval = 2 * time.Second
@@ -342,9 +346,11 @@ func (a *Agent) buildImages(pm *lpmv1.PodMigration, pod *corev1.Pod, rec *state.
 			}
 			return nil, lpmv1.ReasonCheckpointFailed, err
 		}
-		if info.Config.Name != "" && info.Config.Name != c.Name {
+		// containerd records the container's name in the OCI spec's
+		// annotations; config.dump holds the runtime's longer name.
+		if got := info.SpecAnnotations[criContainerNameAnnotation]; got != "" && got != c.Name {
 			return nil, lpmv1.ReasonArchiveInvalid, fmt.Errorf("archive of container %s names container %q",
-				c.Name, info.Config.Name)
+				c.Name, got)
 		}
 		img, err := ckptimage.Build(ckptimage.Source{ArchivePath: c.ArchivePath, Archive: info, Container: c.Name,
 			Pod: pod.Name, Namespace: pod.Namespace, PodUID: string(pod.UID), MigrationUID: string(pm.UID),

@@ -184,14 +184,16 @@ func StartContainer(ctx context.Context, t testing.TB, cri runtimeapi.RuntimeSer
 	return id
 }
 
-// CreateAndStart creates and starts a container in the pod.
+// CreateAndStart creates and starts a container in the pod; args, when
+// given, replace the image's arguments.
 func CreateAndStart(ctx context.Context, cri runtimeapi.RuntimeServiceClient, pod *Pod, name,
-	image string) (string, error) {
+	image string, args ...string) (string, error) {
 	resp, err := cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: pod.ID,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
 			Image:    &runtimeapi.ImageSpec{Image: image},
+			Args:     args,
 			LogPath:  name + ".log",
 			Labels: map[string]string{"io.kubernetes.container.name": name,
 				"io.kubernetes.pod.name": pod.Config.Metadata.Name, "io.kubernetes.pod.namespace": "default",

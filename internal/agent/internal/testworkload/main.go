@@ -1,14 +1,16 @@
 // Command testworkload is the process the agent's integration tests run in
 // containers. "counter" prints an increasing count every 100 ms, so a test
 // sees whether a restored process continued from its checkpoint or started
-// again from one; "pause" sleeps until it is killed, as a sandbox's pause
-// process does.
+// again from one; "counter N" first fills N MiB of memory, so its checkpoint
+// is large. "pause" sleeps until it is killed, as a sandbox's pause process
+// does.
 package main
 
 import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -24,10 +26,27 @@ func main() {
 		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 		<-signals
 	case "counter":
+		var ballast []byte
+		if len(os.Args) > 2 {
+			mib, err := strconv.Atoi(os.Args[2])
+			if err != nil || mib < 0 {
+				fmt.Fprintf(os.Stderr, "invalid ballast size %q: want MiB\n", os.Args[2])
+				os.Exit(2)
+			}
+			ballast = make([]byte, mib<<20)
+			// Pages of distinct bytes: CRIU writes each one.
+			x := uint32(2463534242)
+			for i := range ballast {
+				x ^= x << 13
+				x ^= x >> 17
+				x ^= x << 5
+				ballast[i] = byte(x)
+			}
+		}
 		count := 0
 		for {
 			count++
-			fmt.Printf("count=%d pid=%d\n", count, os.Getpid())
+			fmt.Printf("count=%d pid=%d ballast=%d\n", count, os.Getpid(), len(ballast)>>20)
 			time.Sleep(100 * time.Millisecond)
 		}
 	default:

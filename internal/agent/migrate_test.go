@@ -1,0 +1,428 @@
+package agent_test
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent"
+	"github.com/lpm-dev/lpm/internal/agent/internal/noderoot"
+	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
+	"github.com/lpm-dev/lpm/internal/agent/kubelet"
+	"github.com/lpm-dev/lpm/internal/agent/runtime"
+	"github.com/lpm-dev/lpm/internal/agent/transfer"
+)
+
+// migration is the outcome of a migration driven through its phases.
+type migration struct {
+	pm          *lpmv1.PodMigration
+	restoredPod *testenv.Pod
+	restoredID  string
+	frozenAt    int
+}
+
+// checkpointAndServe drives a migration from Pending to ImagesServed.
+func (w *world) checkpointAndServe(src *sourcePod, target *agentNode,
+	mutate func(*lpmv1.PodMigration)) *lpmv1.PodMigration {
+	t := w.t
+	t.Helper()
+	pm := w.newMigration(src, target.name, mutate)
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
+	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionPrepared), "target Prepared")
+
+	w.setPhase(pm, lpmv1.PhaseCheckpointing)
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCheckpointed), "source Checkpointed")
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionImagesServed), "source ImagesServed")
+	return pm
+}
+
+// migrate drives a migration through every phase, checking the agents'
+// reports on the way, and leaves it Succeeded.
+func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.PodMigration)) *migration {
+	t := w.t
+	t.Helper()
+	pm := w.checkpointAndServe(src, target, mutate)
+
+	cur := w.get(pm)
+	s := cur.Status.Source
+	if s.CutTime == nil || len(s.Containers) != 1 {
+		t.Fatalf("source status = %+v, want a cut time and one container", s)
+	}
+	c := s.Containers[0]
+	if c.ArchiveBytes == 0 || c.PagesWritten == 0 || c.FrozenTime == nil || c.ImageDigest == "" ||
+		c.ImageBytes <= c.ArchiveBytes || c.BaseImage == "" {
+		t.Errorf("source container status = %+v, want archive size, dump statistics, base image and image", c)
+	}
+	if !s.Frozen || taskState(t, w.ctx, src.node, src.id) != runtime.TaskPaused {
+		t.Errorf("source frozen = %v, task %s; want a paused source", s.Frozen, taskState(t, w.ctx, src.node,
+			src.id))
+	}
+	counts := testenv.Counts(t, src.logPath)
+	frozenAt := counts[len(counts)-1]
+
+	w.setPhase(pm, lpmv1.PhasePreparingImages)
+	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady")
+	cur = w.get(pm)
+	if tg := cur.Status.Target; tg.BytesTotal == 0 || tg.BytesDone != tg.BytesTotal || len(tg.Containers) != 1 {
+		t.Errorf("target status = %+v, want all bytes done and one image", tg)
+	}
+	if img, err := target.rt.CRIImageStatus(w.ctx, cur.Status.Target.Containers[0].Image); err != nil || img == nil {
+		t.Errorf("CRI ImageStatus(%s) = %v, %v; want the image", cur.Status.Target.Containers[0].Image, img, err)
+	}
+
+	restoredPod, restoredID := w.restore(pm, target)
+	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionRestored), "target Restored")
+	cur = w.get(pm)
+	if tc := cur.Status.Target.Containers[0]; !tc.Restored || tc.ContainerID != restoredID {
+		t.Errorf("target container = %+v, want restored container %s", tc, restoredID)
+	}
+
+	w.setRestoredCondition(pm)
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	if st := taskState(t, w.ctx, src.node, src.id); st != runtime.TaskStopped && st != runtime.TaskUnknown {
+		t.Errorf("source task after CleanedUp = %s, want stopped", st)
+	}
+	w.setPhase(pm, lpmv1.PhaseSucceeded)
+	return &migration{pm: pm, restoredPod: restoredPod, restoredID: restoredID, frozenAt: frozenAt}
+}
+
+// finish removes the source and restored pods, as the controller and the
+// user would, and checks that the agents leave nothing behind.
+func (w *world) finish(src *sourcePod, target *agentNode, m *migration) {
+	w.removePod(src.node, src.pod.Name, src.cri)
+	w.removePod(target, m.restoredPod.Config.Metadata.Name, m.restoredPod)
+	if err := w.c.Delete(w.ctx, m.pm); err != nil {
+		w.t.Fatal(err)
+	}
+	w.waitNoLeftovers(src.node, target)
+}
+
+func assertContinued(t *testing.T, logPath string, frozenAt int) {
+	t.Helper()
+	testenv.WaitForCount(t, logPath, frozenAt+5, 60*time.Second)
+	counts := testenv.Counts(t, logPath)
+	for i := 1; i < len(counts); i++ {
+		if counts[i] <= counts[i-1] {
+			t.Fatalf("count went from %d to %d after the restore: the process started over", counts[i-1], counts[i])
+		}
+	}
+}
+
+// TestMigrateDirect moves a counter between two nodes with the direct
+// transfer: the target agent fetches the image from the source agent over
+// mutually authenticated TLS, and the counter continues.
+func TestMigrateDirect(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runCounter(a, "web", nil)
+
+	pm := w.checkpointAndServe(src, b, nil)
+	w.checkRejectedPeers(pm, a)
+	w.setPhase(pm, lpmv1.PhaseFailed)
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp after rollback")
+	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionCleanedUp), "target CleanedUp after rollback")
+	if st := taskState(t, w.ctx, a, src.id); st != runtime.TaskRunning {
+		t.Fatalf("source task after rollback = %s, want running", st)
+	}
+	before := testenv.Counts(t, src.logPath)
+	testenv.WaitForCount(t, src.logPath, before[len(before)-1]+3, 30*time.Second)
+	if err := w.c.Delete(w.ctx, pm); err != nil {
+		t.Fatal(err)
+	}
+	w.waitNoLeftovers(a, b)
+
+	m := w.migrate(src, b, func(pm *lpmv1.PodMigration) { pm.Name = "move-web-again" })
+	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt)
+	w.finish(src, b, m)
+}
+
+// checkRejectedPeers fetches a served image as peers that must not get
+// it: a token for another audience, and the agent of a third node with a
+// valid token and published certificate.
+func (w *world) checkRejectedPeers(pm *lpmv1.PodMigration, source *agentNode) {
+	t := w.t
+	cur := w.get(pm)
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex,
+		Digest: digest.Digest(cur.Status.Source.Containers[0].ImageDigest), Size: -1}
+	na := &lpmv1.NodeAgent{}
+	if err := w.c.Get(w.ctx, client.ObjectKey{Name: source.name}, na); err != nil {
+		t.Fatal(err)
+	}
+
+	w.createNode("node-c")
+	third, err := transfer.NewIdentity("node-c", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	thirdAgent := &lpmv1.NodeAgent{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}
+	if err := w.c.Create(w.ctx, thirdAgent); err != nil {
+		t.Fatal(err)
+	}
+	thirdAgent.Status.ServingCertificateSHA256 = third.Fingerprint
+	if err := w.c.Status().Update(w.ctx, thirdAgent); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "lpm-agent-node-c", Namespace: agentNamespace},
+		Spec: corev1.PodSpec{NodeName: "node-c", ServiceAccountName: agentAccount,
+			Containers: []corev1.Container{{Name: "agent", Image: "lpm-agent"}}}}
+	if err := w.c.Create(w.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name       string
+		token      string
+		wantStatus int
+	}{
+		{name: "token of another audience", token: w.boundToken(pod, "https://kubernetes.default.svc"),
+			wantStatus: http.StatusUnauthorized},
+		{name: "agent of a node that is not the target", token: w.boundToken(pod, audience),
+			wantStatus: http.StatusForbidden},
+	}
+	for _, tc := range cases {
+		tokenFile := t.TempDir() + "/token"
+		if err := os.WriteFile(tokenFile, []byte(tc.token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		src := transfer.NewClient(third, tokenFile, clocktesting.NewFakePassiveClock(time.Now())).
+			Source(source.endpoint, na.Status.ServingCertificateSHA256, string(pm.UID), "counter")
+		rc, err := src.Open(w.ctx, desc, 0)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, rc)
+			_ = rc.Close()
+		}
+		var statusErr *transfer.StatusError
+		if !errors.As(err, &statusErr) || statusErr.Code != tc.wantStatus {
+			t.Errorf("%s: fetch error = %v, want status %d", tc.name, err, tc.wantStatus)
+		}
+	}
+}
+
+// TestMigrateRegistry moves a counter through a registry on loopback: the
+// source agent pushes, the target node's runtime pulls.
+func TestMigrateRegistry(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runCounter(a, "web", nil)
+
+	m := w.migrate(src, b, func(pm *lpmv1.PodMigration) {
+		pm.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
+			Registry: &lpmv1.RegistryTransfer{Repository: w.reg.Host + "/lpm-test/checkpoints"}}
+	})
+	cur := w.get(m.pm)
+	if img := cur.Status.Target.Containers[0].Image; img != cur.Status.Source.Containers[0].Image {
+		t.Errorf("target image = %s, want the pushed digest reference %s", img, cur.Status.Source.Containers[0].Image)
+	}
+	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt)
+	w.finish(src, b, m)
+}
+
+// TestMigrationFailures runs migrations that must fail with a clear reason,
+// leave the source running as it was and leave nothing on either node.
+func TestMigrationFailures(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+
+	t.Run("altered archive", func(t *testing.T) {
+		src := w.runCounter(a, "altered", nil)
+		pm := w.checkpointAndServe(src, b, nil)
+		rec := w.get(pm)
+		// Corrupt the served archive on the source's disk, after its digest
+		// was computed: the stream no longer matches the image.
+		path := a.ckptDir + "/" + archiveName(t, a)
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte("altered"), rec.Status.Source.Containers[0].ArchiveBytes/2); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+
+		w.setPhase(pm, lpmv1.PhasePreparingImages)
+		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady",
+			lpmv1.ReasonDigestMismatch)
+		w.rollBack(pm, src)
+	})
+
+	t.Run("kubelet down", func(t *testing.T) {
+		ln := closedPort(t)
+		down := w.addNode("node-down", nodeOptions{checkpointer: func(n *agentNode) agent.Checkpointer {
+			tokenFile := n.tokenFile
+			kc, err := kubelet.New(kubelet.Config{Address: "127.0.0.1", Port: ln, InsecureSkipVerify: true,
+				TokenFile: tokenFile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kc
+		}})
+		src := w.runCounter(down, "nokubelet", nil)
+		pm := w.newMigration(src, b.name, nil)
+		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
+		w.setPhase(pm, lpmv1.PhaseCheckpointing)
+		requireFalse(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCheckpointed), "source Checkpointed",
+			lpmv1.ReasonKubeletUnavailable)
+		w.rollBack(pm, src)
+		w.waitNoLeftovers(down)
+	})
+
+	t.Run("liveness probe deadline", func(t *testing.T) {
+		src := w.runCounter(a, "probed", func(p *corev1.Pod) {
+			p.Spec.Containers[0].LivenessProbe = &corev1.Probe{
+				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz",
+					Port: intstr.FromInt32(8080)}},
+				PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 4}
+		})
+		pm := w.newMigration(src, b.name, nil)
+		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
+		w.setPhase(pm, lpmv1.PhaseCheckpointing)
+		// The budget is (4-1)*2s+1s = 7s and the agent fails 5s before it.
+		requireFalse(t, w.waitCondition(pm, "source", lpmv1.AgentConditionImagesServed), "source ImagesServed",
+			lpmv1.ReasonLivenessProbeDeadline)
+		w.rollBack(pm, src)
+	})
+
+	t.Run("disk full during receive", func(t *testing.T) {
+		small := w.addNode("node-small", nodeOptions{node: noderoot.Config{RootSize: 40 << 20}})
+		src := w.runCounter(a, "big", nil, "48")
+		pm := w.checkpointAndServe(src, small, nil)
+		w.setPhase(pm, lpmv1.PhasePreparingImages)
+		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady",
+			lpmv1.ReasonImportFailed)
+		w.rollBack(pm, src)
+		w.waitNoLeftovers(small)
+	})
+
+	t.Run("runtime without CRIU", func(t *testing.T) {
+		nocriu := w.addNode("node-nocriu", nodeOptions{node: noderoot.Config{DisableCRIU: true}})
+		src := w.runCounter(nocriu, "nocriu", nil)
+		pm := w.newMigration(src, b.name, nil)
+		requireFalse(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared",
+			lpmv1.ReasonAgentCannotCheckpoint)
+
+		src2 := w.runCounter(a, "tonocriu", nil)
+		pm2 := w.newMigration(src2, nocriu.name, nil)
+		requireFalse(t, w.waitCondition(pm2, "target", lpmv1.AgentConditionPrepared), "target Prepared",
+			lpmv1.ReasonAgentCannotRestore)
+		for _, p := range []*lpmv1.PodMigration{pm, pm2} {
+			w.setPhase(p, lpmv1.PhaseFailed)
+			if err := w.c.Delete(w.ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.waitNoLeftovers(nocriu, a)
+		w.removePod(nocriu, src.pod.Name, src.cri)
+		w.removePod(a, src2.pod.Name, src2.cri)
+	})
+	w.waitNoLeftovers(a, b)
+}
+
+// rollBack plays the controller's rollback: phase Failed, then both agents
+// clean up and the source runs on from where it was frozen.
+func (w *world) rollBack(pm *lpmv1.PodMigration, src *sourcePod) {
+	t := w.t
+	w.setPhase(pm, lpmv1.PhaseFailed)
+	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	if st := taskState(t, w.ctx, src.node, src.id); st != runtime.TaskRunning {
+		t.Errorf("source task after rollback = %s, want running", st)
+	}
+	counts := testenv.Counts(t, src.logPath)
+	testenv.WaitForCount(t, src.logPath, counts[len(counts)-1]+3, 30*time.Second)
+	if err := w.c.Delete(w.ctx, pm); err != nil {
+		t.Fatal(err)
+	}
+	w.removePod(src.node, src.pod.Name, src.cri)
+	w.waitNoLeftovers(src.node)
+}
+
+func archiveName(t *testing.T, n *agentNode) string {
+	t.Helper()
+	entries, err := os.ReadDir(n.ckptDir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("checkpoint directory holds %v (%v), want one archive", entries, err)
+	}
+	return entries[0].Name()
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return port
+}
+
+// TestTwentyMigrationsLeaveNoDiskUsage migrates twenty counters in a row
+// and checks that both nodes' disk usage returns to where it started.
+func TestTwentyMigrationsLeaveNoDiskUsage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping twenty migrations in short mode")
+	}
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	run := func(i int) {
+		src := w.runCounter(a, "loop-"+strconv.Itoa(i), nil)
+		m := w.migrate(src, b, nil)
+		w.finish(src, b, m)
+	}
+	// The first run pulls nothing new but lets containerd's database grow
+	// to its working size.
+	run(0)
+	startA, startB := diskUsage(t, a), diskUsage(t, b)
+	for i := 1; i <= 20; i++ {
+		run(i)
+	}
+	endA, endB := diskUsage(t, a), diskUsage(t, b)
+	t.Logf("disk usage node-a %d -> %d bytes, node-b %d -> %d bytes", startA, endA, startB, endB)
+	// containerd's bolt database keeps its size once grown; everything
+	// else must be gone.
+	const slack = 1 << 20
+	if endA > startA+slack || endB > startB+slack {
+		t.Errorf("disk usage grew: node-a %d -> %d, node-b %d -> %d bytes", startA, endA, startB, endB)
+	}
+}
+
+func diskUsage(t *testing.T, n *agentNode) int64 {
+	t.Helper()
+	var total int64
+	for _, dir := range []string{n.node.Dir + "/containerd", n.stateDir, n.ckptDir} {
+		total += du(t, dir)
+	}
+	return total
+}
+
+// du sums the sizes of the files under dir.
+func du(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total
+}
