@@ -107,7 +107,9 @@ demo: lab-up ## Migrate a counting pod from node-a to node-b in the lab and show
 
 .PHONY: e2e
 e2e: lab-components lpm-lab ## Run the end-to-end suite against a lab of its own (started and removed here).
-	$(LPM_LAB) --name $(E2E_LAB_NAME) up
-	$(LPM_LAB) --name $(E2E_LAB_NAME) install
-	status=0; LPM_LAB_NAME=$(E2E_LAB_NAME) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/... || status=$$?; \
-		$(LPM_LAB) --name $(E2E_LAB_NAME) down || status=1; exit $$status
+	status=0; \
+	$(LPM_LAB) --name $(E2E_LAB_NAME) up && \
+		$(LPM_LAB) --name $(E2E_LAB_NAME) install && \
+		LPM_LAB_NAME=$(E2E_LAB_NAME) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/... || status=$$?; \
+	$(LPM_LAB) --name $(E2E_LAB_NAME) down || status=1; \
+	exit $$status
