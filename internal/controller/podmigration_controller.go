@@ -36,8 +36,10 @@ type PodMigrationReconciler struct {
 	Slots *Slots
 }
 
-// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations/status,verbs=get;patch
+// The restored pod's owner reference blocks the owner's deletion, which
+// needs update on the owner's finalizers.
 // +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations/finalizers,verbs=update
 // +kubebuilder:rbac:groups=lpm.dev,resources=nodeagents,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch

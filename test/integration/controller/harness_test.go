@@ -99,6 +99,9 @@ func (discardRecorder) Eventf(runtime.Object, runtime.Object, string, string, st
 type options struct {
 	maxMigrations, maxOutbound, concurrency int
 	nodes                                   int
+	// asServiceAccount runs the controller as its service account, with
+	// only the RBAC rules in config/rbac/controller.
+	asServiceAccount bool
 }
 
 // harness is one story's world: a namespace, nodes with a fake agent and
@@ -148,8 +151,16 @@ func newHarness(t *testing.T, mutate ...func(*options)) *harness {
 // newManager returns a manager whose cache sees the story's namespace only,
 // so stories that run in parallel do not act on each other's objects.
 func (h *harness) newManager() ctrl.Manager {
+	return h.newManagerAs("")
+}
+
+// newManagerAs returns a manager that acts as user, or as the test's
+// administrator when user is empty.
+func (h *harness) newManagerAs(user string) ctrl.Manager {
 	h.t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	config := rest.CopyConfig(cfg)
+	config.Impersonate.UserName = user
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -186,6 +197,9 @@ func (h *harness) run(mgr ctrl.Manager) func() {
 func (h *harness) startController() {
 	h.t.Helper()
 	mgr := h.newManager()
+	if h.opts.asServiceAccount {
+		mgr = h.newManagerAs(controllerUser(h.t))
+	}
 	r := &controller.PodMigrationReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

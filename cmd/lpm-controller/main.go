@@ -1,0 +1,118 @@
+// Command lpm-controller runs the PodMigration controller: it drives each
+// migration through its phases and hands node work to the lpm agents
+// through the API.
+package main
+
+import (
+	"flag"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/controller"
+)
+
+// leaderElectionID names the Lease that the controller's replicas compete
+// for. It must not change between releases, or two versions would lead at
+// once during an upgrade.
+const leaderElectionID = "lpm-controller.lpm.dev"
+
+func main() {
+	var (
+		metricsAddr   string
+		probeAddr     string
+		leaderElect   bool
+		maxMigrations int
+		maxOutbound   int
+		concurrency   int
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
+		"Address of the HTTPS metrics endpoint, which requires an authorized token; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false,
+		"Elect a leader among the controller's replicas, so that only one reconciles; "+
+			"the Deployment sets it.")
+	flag.IntVar(&maxMigrations, "max-migrations", controller.DefaultMaxMigrations,
+		"Maximum number of migrations past Pending in the cluster; the rest wait in Pending.")
+	flag.IntVar(&maxOutbound, "max-outbound-per-node", controller.DefaultMaxOutboundPerNode,
+		"Maximum number of migrations past Pending whose source is the same node.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Number of PodMigrations reconciled at once.")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	if maxMigrations < 1 || maxOutbound < 1 || concurrency < 1 {
+		log.Error(nil, "Invalid flags: --max-migrations, --max-outbound-per-node and "+
+			"--max-concurrent-reconciles must be at least 1")
+		os.Exit(2)
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		log.Error(err, "Failed to build the scheme")
+		os.Exit(1)
+	}
+	if err := lpmv1.AddToScheme(scheme); err != nil {
+		log.Error(err, "Failed to build the scheme")
+		os.Exit(1)
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme: scheme,
+		Metrics: metricsserver.Options{
+			BindAddress:    metricsAddr,
+			SecureServing:  true,
+			FilterProvider: filters.WithAuthenticationAndAuthorization,
+		},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              leaderElectionID,
+		LeaderElectionReleaseOnCancel: true,
+		// The controller watches every pod; their managed fields are the
+		// largest part of them and it never reads them.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		log.Error(err, "Failed to create the manager")
+		os.Exit(1)
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	r := &controller.PodMigrationReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Clock:     clock.RealClock{},
+		Recorder:  mgr.GetEventRecorder("lpm-controller"),
+		Slots:     controller.NewSlots(maxMigrations, maxOutbound),
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
+		log.Error(err, "Failed to set up the PodMigration controller")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "Failed to add the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "Failed to add the readiness check")
+		os.Exit(1)
+	}
+
+	log.Info("Starting lpm-controller", "maxMigrations", maxMigrations, "maxOutboundPerNode", maxOutbound,
+		"leaderElection", leaderElect)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
