@@ -66,11 +66,8 @@ func (t *progressTracker) liveFrame(now time.Time, spinner int) (final, live []s
 			break
 		}
 		ended := i+1 < len(t.entries)
-		elapsed := "?"
-		if d, ok := t.phaseDuration(i, now); ok {
-			elapsed = formatDuration(d)
-		}
-		line := formatPhaseLine(phaseMark(ended, spinner), e.phase, elapsed, t.phaseDetail(e.phase, !ended))
+		line := formatPhaseLine(phaseMark(ended, spinner), e.phase, t.phaseDurationText(i, now),
+			t.phaseDetail(e.phase, !ended))
 		if ended {
 			final = append(final, line)
 			continue
@@ -232,8 +229,8 @@ func (t *progressTracker) transitionLines(from int, now time.Time) []string {
 
 		prev := t.entries[i-1]
 		line := fmt.Sprintf("%s -> %s", prev.phase, e.phase)
-		if d, ok := t.phaseDuration(i-1, now); ok {
-			line += " after " + formatDuration(d)
+		if elapsed := t.phaseDurationText(i-1, now); elapsed != "?" {
+			line += " after " + elapsed
 		}
 		if detail := t.phaseDetail(prev.phase, false); detail != "" {
 			line += " (" + detail + ")"

@@ -54,6 +54,19 @@ func formatDuration(d time.Duration) string {
 	}
 }
 
+// formatCoarseDuration formats a duration between two timestamps that have
+// whole seconds only, such as metav1.Time: "<1s", "42s", "2m05s".
+func formatCoarseDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "<1s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
+	default:
+		return formatDuration(d)
+	}
+}
+
 // formatAge formats how long ago t was, as kubectl's AGE column does.
 func formatAge(t metav1.Time, now time.Time) string {
 	if t.IsZero() {

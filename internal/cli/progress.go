@@ -138,31 +138,46 @@ func phaseHistory(pm *lpmv1.PodMigration) []lpmv1.PhaseTransition {
 
 // phaseDuration returns how long the migration stayed in the phase of entry
 // i: until the next phase, or until now for the current phase. ok is false
-// when the records cannot tell.
-func (t *progressTracker) phaseDuration(i int, now time.Time) (d time.Duration, ok bool) {
+// when the records cannot tell; coarse is true when the duration comes from
+// the recorded transitions, which have whole seconds only.
+func (t *progressTracker) phaseDuration(i int, now time.Time) (d time.Duration, coarse, ok bool) {
 	start := t.entries[i]
 	if i+1 < len(t.entries) {
 		end := t.entries[i+1]
 		switch {
 		case !start.observed.IsZero() && !end.observed.IsZero():
-			return end.observed.Sub(start.observed), true
+			return end.observed.Sub(start.observed), false, true
 		case !start.entered.IsZero() && !end.entered.IsZero():
-			return end.entered.Sub(start.entered), true
+			return end.entered.Sub(start.entered), true, true
 		default:
-			return 0, false
+			return 0, false, false
 		}
 	}
 
 	switch {
 	case !start.observed.IsZero():
-		return now.Sub(start.observed), true
+		return now.Sub(start.observed), false, true
 	case !start.entered.IsZero():
 		// NOTE: this difference mixes the local and the server clock, so
 		// clock skew shifts it. It only shows the current phase's elapsed
 		// time when the watch began after the phase did.
-		return max(now.Sub(start.entered), 0), true
+		return max(now.Sub(start.entered), 0), true, true
 	default:
-		return 0, false
+		return 0, false, false
+	}
+}
+
+// phaseDurationText formats phaseDuration for the display: "?" when
+// unknown, and no more precision than the records have.
+func (t *progressTracker) phaseDurationText(i int, now time.Time) string {
+	d, coarse, ok := t.phaseDuration(i, now)
+	switch {
+	case !ok:
+		return "?"
+	case coarse:
+		return formatCoarseDuration(d)
+	default:
+		return formatDuration(d)
 	}
 }
 

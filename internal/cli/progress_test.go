@@ -137,21 +137,26 @@ func TestTrackerServerTimesForPhasesSeenFirst(t *testing.T) {
 		at(11500*time.Millisecond))
 
 	tests := []struct {
-		index     int
-		wantOK    bool
-		wantValue time.Duration
+		index      int
+		wantValue  time.Duration
+		wantCoarse bool
+		wantText   string
 	}{
-		{index: 0, wantOK: true, wantValue: 3 * time.Second},
+		{index: 0, wantValue: 3 * time.Second, wantCoarse: true, wantText: "3s"},
 		// Checkpointing began before the watch and ended after it: its
 		// end is observed locally but its start is not, so the server's
 		// times apply.
-		{index: 1, wantOK: true, wantValue: 8 * time.Second},
-		{index: 2, wantOK: true, wantValue: 500 * time.Millisecond},
+		{index: 1, wantValue: 8 * time.Second, wantCoarse: true, wantText: "8s"},
+		{index: 2, wantValue: 500 * time.Millisecond, wantText: "500ms"},
 	}
 	for _, tc := range tests {
-		d, ok := tracker.phaseDuration(tc.index, at(12*time.Second))
-		if ok != tc.wantOK || d != tc.wantValue {
-			t.Errorf("phaseDuration(%d) = %s, %t, want %s, %t", tc.index, d, ok, tc.wantValue, tc.wantOK)
+		d, coarse, ok := tracker.phaseDuration(tc.index, at(12*time.Second))
+		if !ok || d != tc.wantValue || coarse != tc.wantCoarse {
+			t.Errorf("phaseDuration(%d) = %s, %t, %t, want %s, %t, true", tc.index, d, coarse, ok,
+				tc.wantValue, tc.wantCoarse)
+		}
+		if text := tracker.phaseDurationText(tc.index, at(12*time.Second)); text != tc.wantText {
+			t.Errorf("phaseDurationText(%d) = %q, want %q", tc.index, text, tc.wantText)
 		}
 	}
 }
@@ -247,7 +252,7 @@ func TestLiveFrame(t *testing.T) {
 				})},
 			podContainers: 2,
 			now:           at(1500 * time.Millisecond),
-			wantFinal:     []string{"  ✓ Pending                1.0s  target node-b"},
+			wantFinal:     []string{"  ✓ Pending                  1s  target node-b"},
 			wantLive: []string{
 				"  | Checkpointing         500ms  1 container, 20.0 MiB",
 				"    [===========>            ]  1/2 containers  20.0 MiB checkpointed",
@@ -277,7 +282,7 @@ func TestLiveFrame(t *testing.T) {
 				withCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling, ""),
 				func(pm *lpmv1.PodMigration) { pm.Status.RestoredPod = "web-restored" })},
 			now:       at(4 * time.Second),
-			wantFinal: []string{"  ✓ Pending                1.0s"},
+			wantFinal: []string{"  ✓ Pending                  1s"},
 			wantLive:  []string{"  | Restoring              3.0s  pod web-restored, settling"},
 		},
 		{
@@ -287,7 +292,7 @@ func TestLiveFrame(t *testing.T) {
 					lpmv1.PhaseSucceeded, 2*time.Second),
 				func(pm *lpmv1.PodMigration) { pm.Status.RestoredPod = "web-restored" })},
 			now:       at(9 * time.Second),
-			wantFinal: []string{"  ✓ Pending                1.0s", "  ✓ Restoring              1.0s  pod web-restored"},
+			wantFinal: []string{"  ✓ Pending                  1s", "  ✓ Restoring                1s  pod web-restored"},
 		},
 	}
 	for _, tc := range tests {

@@ -164,9 +164,9 @@ Transferred:     10.0 MiB of 48.0 MiB
 CRIU logs:       node-a:/var/lib/lpm/web-x7k2p/logs
 Phases:
   PHASE                ENTERED                           DURATION
-  Pending              Sun, 01 Mar 2026 10:00:00 +0000   2.0s
-  Checkpointing        Sun, 01 Mar 2026 10:00:02 +0000   1.0s
-  CheckpointComplete   Sun, 01 Mar 2026 10:00:03 +0000   0ms
+  Pending              Sun, 01 Mar 2026 10:00:00 +0000   2s
+  Checkpointing        Sun, 01 Mar 2026 10:00:02 +0000   1s
+  CheckpointComplete   Sun, 01 Mar 2026 10:00:03 +0000   <1s
   PreparingImages      Sun, 01 Mar 2026 10:00:03 +0000   17s
   Failed               Sun, 01 Mar 2026 10:00:20 +0000   
 Containers:

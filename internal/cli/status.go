@@ -244,9 +244,9 @@ func writePhases(w io.Writer, pm *lpmv1.PodMigration, now time.Time) {
 		duration := ""
 		switch {
 		case i+1 < len(transitions):
-			duration = formatDuration(transitions[i+1].Time.Sub(tr.Time.Time))
+			duration = formatCoarseDuration(transitions[i+1].Time.Sub(tr.Time.Time))
 		case !isTerminalPhase(tr.Phase):
-			duration = formatDuration(now.Sub(tr.Time.Time)) + " so far"
+			duration = formatCoarseDuration(now.Sub(tr.Time.Time)) + " so far"
 		}
 		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\n", tr.Phase, formatTimestamp(&tr.Time), duration)
 	}

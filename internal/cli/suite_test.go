@@ -229,6 +229,14 @@ func createNode(ctx context.Context, t *testing.T, name string, ready bool) {
 	if err := testClient.Status().Update(ctx, node); err != nil {
 		t.Fatalf("failed to set the status of node %s: %v", name, err)
 	}
+
+	// The API server's TaintNodesByCondition admission taints a new node
+	// not-ready; the node lifecycle controller, which envtest lacks,
+	// removes the taint once the node reports Ready.
+	node.Spec.Taints = nil
+	if err := testClient.Update(ctx, node); err != nil {
+		t.Fatalf("failed to remove the taints of node %s: %v", name, err)
+	}
 }
 
 func mustParseQuantity(t *testing.T, s string) resource.Quantity {
