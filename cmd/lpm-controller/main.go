@@ -36,13 +36,13 @@ func main() {
 		concurrency   int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
-		"Address of the HTTPS metrics endpoint, which requires an authorized token; 0 disables it.")
+		"Address of the HTTPS metrics endpoint, which requires an authorized token. 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false,
-		"Elect a leader among the controller's replicas, so that only one reconciles; "+
-			"the Deployment sets it.")
+		"Elect a leader among the controller's replicas, so that only one reconciles. "+
+			"The Deployment sets it.")
 	flag.IntVar(&maxMigrations, "max-migrations", controller.DefaultMaxMigrations,
-		"Maximum number of migrations past Pending in the cluster; the rest wait in Pending.")
+		"Maximum number of migrations past Pending in the cluster. The rest wait in Pending.")
 	flag.IntVar(&maxOutbound, "max-outbound-per-node", controller.DefaultMaxOutboundPerNode,
 		"Maximum number of migrations past Pending whose source is the same node.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Number of PodMigrations reconciled at once.")

@@ -19,7 +19,7 @@ import (
 	"github.com/lpm-dev/lpm/internal/controller/restoredpod"
 )
 
-// act makes the changes to pods that the outcome asks for. A restored pod
+// act makes the changes to pods that the outcome requests. A restored pod
 // that exists already is adopted when this migration created it.
 func (r *PodMigrationReconciler) act(ctx context.Context, o *outcome, w *world) error {
 	log := ctrl.LoggerFrom(ctx)

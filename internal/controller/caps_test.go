@@ -54,11 +54,11 @@ func TestSlotsAdmit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewSlots(3, 2)
 			m := migrationOn("self", tc.node, lpmv1.PhasePending)
-			got, why := s.Admit(&m, append(tc.running, m))
+			got, reason := s.Admit(&m, append(tc.running, m))
 			if got != tc.want {
-				t.Errorf("Admit() = %v (%s), want %v", got, why, tc.want)
+				t.Errorf("Admit() = %v (%s), want %v", got, reason, tc.want)
 			}
-			if !got && why == "" {
+			if !got && reason == "" {
 				t.Errorf("Admit() rejected without a reason")
 			}
 		})
@@ -116,8 +116,8 @@ func TestSlotsAdmitIsIdempotent(t *testing.T) {
 
 	// Once a finished, its slot is free again.
 	all[0].Status.Phase = lpmv1.PhaseSucceeded
-	if ok, why := s.Admit(&b, all); !ok {
-		t.Errorf("Admit(b) = false (%s) after a finished", why)
+	if ok, reason := s.Admit(&b, all); !ok {
+		t.Errorf("Admit(b) = false (%s) after a finished", reason)
 	}
 }
 
@@ -126,14 +126,14 @@ func TestSlotsReleaseAndDeleted(t *testing.T) {
 	a, b := migrationOn("a", "node-a", lpmv1.PhasePending), migrationOn("b", "node-b", lpmv1.PhasePending)
 	s.Admit(&a, []lpmv1.PodMigration{a, b})
 	s.Release(a.UID)
-	if ok, why := s.Admit(&b, []lpmv1.PodMigration{a, b}); !ok {
-		t.Errorf("Admit(b) = false (%s) after Release(a)", why)
+	if ok, reason := s.Admit(&b, []lpmv1.PodMigration{a, b}); !ok {
+		t.Errorf("Admit(b) = false (%s) after Release(a)", reason)
 	}
 
 	// A deleted migration's admission lapses.
 	s2 := NewSlots(1, 1)
 	s2.Admit(&a, []lpmv1.PodMigration{a, b})
-	if ok, why := s2.Admit(&b, []lpmv1.PodMigration{b}); !ok {
-		t.Errorf("Admit(b) = false (%s) after a was deleted", why)
+	if ok, reason := s2.Admit(&b, []lpmv1.PodMigration{b}); !ok {
+		t.Errorf("Admit(b) = false (%s) after a was deleted", reason)
 	}
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // Defaults of spec.timeouts and spec.settle. They suit a pod of about 1 GiB
-// of memory, whose checkpoint image moves in well under a minute on a
-// 1 Gbit/s link.
+// of memory with a wide margin: by estimate, its checkpoint image of about
+// 1 GiB moves in about ten seconds over a 1 Gbit/s link.
 const (
 	DefaultCheckpointTimeout = 2 * time.Minute
 	DefaultTransferTimeout   = 10 * time.Minute
@@ -87,8 +87,8 @@ func deadlines(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) []deadli
 			list = append(list, deadline{
 				at:     c.LastTransitionTime.Add(agentPrepareTimeout),
 				reason: lpmv1.ReasonAgentUnavailable,
-				message: fmt.Sprintf("the agents of nodes %s and %s did not both report Prepared within %s; "+
-					"check that the lpm agent runs on both nodes", status.SourceNode, status.TargetNode,
+				message: fmt.Sprintf("the agents of nodes %s and %s did not both report Prepared within %s. "+
+					"Check that the lpm agent runs on both nodes", status.SourceNode, status.TargetNode,
 					agentPrepareTimeout),
 			})
 		}
@@ -97,8 +97,8 @@ func deadlines(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) []deadli
 		list = append(list, deadline{
 			at:     entered.Add(d + agentReportGrace),
 			reason: lpmv1.ReasonCheckpointTimedOut,
-			message: fmt.Sprintf("the checkpoint did not finish within %s (spec.timeouts.checkpoint); "+
-				"a pod with much memory needs a longer timeout", d),
+			message: fmt.Sprintf("the checkpoint did not finish within %s (spec.timeouts.checkpoint). "+
+				"A pod with much memory needs a longer timeout", d),
 		})
 	case lpmv1.PhaseCheckpointComplete, lpmv1.PhasePreparingImages:
 		d := duration(t.Transfer, DefaultTransferTimeout)
@@ -134,8 +134,8 @@ func phaseEntered(status *lpmv1.PodMigrationStatus, phase lpmv1.MigrationPhase) 
 	return time.Time{}
 }
 
-// enforceDeadlines fails the migration when a deadline passed and asks for
-// a reconcile at the next one otherwise.
+// enforceDeadlines fails the migration when a deadline passed, and
+// otherwise requests a reconcile at the next deadline.
 func enforceDeadlines(o *outcome) {
 	if o.status.Phase == lpmv1.PhaseFailed || o.status.Phase == lpmv1.PhaseSucceeded {
 		return

@@ -23,7 +23,9 @@ const (
 
 func fixturePod() *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: sourceUID, Labels: map[string]string{"app": "web"}},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web", Namespace: "shop", UID: sourceUID, Labels: map[string]string{"app": "web"},
+		},
 		Spec: corev1.PodSpec{
 			NodeName:   "node-a",
 			Containers: []corev1.Container{{Name: "app", Image: "registry.example/web:1"}},

@@ -22,8 +22,8 @@ const (
 	indexNodeName    = "spec.nodeName"
 )
 
-// world is what one reconcile observed of the cluster. A nil pointer means
-// the object does not exist.
+// world is the state of the cluster that one reconcile observed. A nil
+// pointer means the object does not exist.
 type world struct {
 	now time.Time
 

@@ -10,7 +10,7 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// outcome is what one reconcile decided: the controller's part of the
+// outcome is the decision of one reconcile: the controller's part of the
 // status it writes, the changes it makes to other objects and the events
 // it emits after the status write. The phase steps fill it in without
 // calling the API server, so each step is tested as a pure function.
@@ -84,7 +84,7 @@ func (o *outcome) warning(reason lpmv1.Reason, action, note string) {
 	o.events = append(o.events, event{corev1.EventTypeWarning, reason, action, note})
 }
 
-// requeue asks for another reconcile after d at the latest.
+// requeue requests another reconcile after d at the latest.
 func (o *outcome) requeue(d time.Duration) {
 	if d <= 0 {
 		d = time.Millisecond
@@ -94,7 +94,7 @@ func (o *outcome) requeue(d time.Duration) {
 	}
 }
 
-// requeueAt asks for another reconcile at t at the latest.
+// requeueAt requests another reconcile at t at the latest.
 func (o *outcome) requeueAt(t time.Time) {
 	o.requeue(t.Sub(o.now))
 }

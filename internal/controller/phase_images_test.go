@@ -14,8 +14,10 @@ import (
 const appImage = "localhost/lpm/shop/web-app:mig-uid"
 
 func imagesReady(m *lpmv1.PodMigration) {
-	setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionImagesServed, metav1.ConditionTrue, "ImagesServed", "")
-	setAgentCondition(&m.Status.Target.Conditions, lpmv1.AgentConditionImagesReady, metav1.ConditionTrue, "ImagesReady", "")
+	setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionImagesServed, metav1.ConditionTrue,
+		"ImagesServed", "")
+	setAgentCondition(&m.Status.Target.Conditions, lpmv1.AgentConditionImagesReady, metav1.ConditionTrue,
+		"ImagesReady", "")
 	m.Status.Target.Containers = []lpmv1.TargetContainerStatus{{Name: "app", Image: appImage}}
 	m.Status.Target.BytesDone, m.Status.Target.BytesTotal = 8192, 8192
 }

@@ -51,7 +51,7 @@ func stepPending(o *outcome, w *world, slots *Slots) {
 	}
 
 	if o.m.Spec.DryRun {
-		o.succeed(lpmv1.ReasonDryRun, fmt.Sprintf("dry run: every check passed; pod %s can move to node %s",
+		o.succeed(lpmv1.ReasonDryRun, fmt.Sprintf("dry run: every check passed. Pod %s can move to node %s",
 			w.pod.Name, o.status.TargetNode))
 		return
 	}
@@ -115,8 +115,8 @@ func checkAgentsPrepared(o *outcome) *preflight.Failure {
 	return nil
 }
 
-// failPreflight ends the migration on a failed check. The input can never
-// succeed as it stands, so the reconcile returns a terminal error.
+// failPreflight ends the migration on a failed check. The same input can
+// never succeed, so the reconcile returns a terminal error.
 func failPreflight(o *outcome, f *preflight.Failure) {
 	o.setCondition(lpmv1.ConditionPreflightPassed, metav1.ConditionFalse, f.Reason, f.Error())
 	o.fail(f.Reason, f.Error())
@@ -127,9 +127,9 @@ func failPreflight(o *outcome, f *preflight.Failure) {
 func admitMigration(o *outcome, w *world, slots *Slots) {
 	probe := o.m.DeepCopy()
 	probe.Status = *o.status
-	ok, why := slots.Admit(probe, w.migrations)
+	ok, reason := slots.Admit(probe, w.migrations)
 	if !ok {
-		o.progress(lpmv1.ReasonWaitingForSlot, "waiting for a free slot: "+why)
+		o.progress(lpmv1.ReasonWaitingForSlot, "waiting for a free slot: "+reason)
 		o.requeue(slotPollInterval)
 		return
 	}

@@ -34,7 +34,7 @@ func ensureRestoredPod(o *outcome, w *world) {
 	if o.status.RestoredPod == "" {
 		name, ok := restoredpod.ChooseName(w.pod, o.m.UID, func(n string) bool { return w.takenNames[n] })
 		if !ok {
-			o.fail(lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("pods %s and %s exist already; delete one so the "+
+			o.fail(lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("pods %s and %s exist already. Delete one so the "+
 				"restored pod can take its name", restoredpod.Name(w.pod), restoredpod.FallbackName(w.pod, o.m.UID)))
 			return
 		}
@@ -121,7 +121,7 @@ func verifyRestoredPod(o *outcome, w *world) {
 	readyAt := ready.LastTransitionTime.Time
 	if settled := readyAt.Add(settle(o.m)); o.now.Before(settled) {
 		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
-			fmt.Sprintf("pod %s is Ready; watching it for restarts until %s", pod.Name, settled.UTC().Format(time.RFC3339)))
+			fmt.Sprintf("pod %s is Ready. Watching it for restarts until %s", pod.Name, settled.UTC().Format(time.RFC3339)))
 		o.requeueAt(settled)
 		return
 	}
@@ -201,7 +201,7 @@ func removeSource(o *outcome, w *world) {
 	}
 	if !cleaned {
 		o.warning(lpmv1.ReasonCleanupTimedOut, "DeleteSource", fmt.Sprintf("the agent of node %s did not "+
-			"report CleanedUp within %s; deleting pod %s anyway", o.status.SourceNode, cleanupTimeout, w.pod.Name))
+			"report CleanedUp within %s. Deleting pod %s anyway", o.status.SourceNode, cleanupTimeout, w.pod.Name))
 	}
 	o.deleteSource = true
 	o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,
@@ -218,7 +218,7 @@ func finishSucceeded(o *outcome, w *world) {
 	}
 	msg := fmt.Sprintf("pod %s runs on node %s as pod %s", o.m.Spec.PodName, o.status.TargetNode, o.status.RestoredPod)
 	if o.status.Downtime != nil {
-		msg += fmt.Sprintf("; downtime %s", o.status.Downtime.Duration)
+		msg += fmt.Sprintf(". Downtime %s", o.status.Downtime.Duration)
 	}
 	o.succeed(lpmv1.ReasonMigrationComplete, msg)
 }

@@ -1,6 +1,6 @@
 // Package controller drives PodMigrations through their phases. Each phase
 // is a step in its own file that turns what a reconcile observed into an
-// outcome; the reconciler applies the outcome, writes the status once and
+// outcome. The reconciler applies the outcome, writes the status once and
 // emits events. docs/design.md describes the contract with the node agents.
 package controller
 
@@ -70,8 +70,8 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	o := decide(m, w, r.Slots)
 
-	// Changes to other objects come before the status write, so a status
-	// that says a pod exists is never written before the pod.
+	// Changes to other objects come before the status write, so the status
+	// never names a restored pod that does not exist yet.
 	if err := r.act(ctx, o, w); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -15,12 +15,13 @@ func stepCancel(o *outcome, w *world) {
 		stepRestoring(o, w)
 		return
 	}
-	o.fail(lpmv1.ReasonCancelled, "the PodMigration was deleted before it finished; the source pod keeps running")
+	o.fail(lpmv1.ReasonCancelled, "the PodMigration was deleted before it finished. The source pod keeps running")
 }
 
-// stepFinished keeps a finished migration's promises: after a failure the
-// restored pod is gone and the agents cleaned up before the finalizer is
-// removed; after a success the restored pod belongs to nobody.
+// stepFinished completes a finished migration. After a failure it deletes
+// the restored pod and keeps the finalizer until the agents cleaned up.
+// After a success it removes the migration's owner reference from the
+// restored pod.
 func stepFinished(o *outcome, w *world) {
 	if o.status.Phase == lpmv1.PhaseSucceeded {
 		if w.restored != nil && hasOwnerReference(w.restored, o.m) {
@@ -55,7 +56,7 @@ func stepFinished(o *outcome, w *world) {
 	o.removeFinalizer = true
 	if hasFinalizer(o.m) {
 		o.warning(lpmv1.ReasonCleanupTimedOut, "Cleanup", fmt.Sprintf("the agents did not report CleanedUp within %s "+
-			"(source: %t, target: %t); their garbage collection removes what is left", cleanupTimeout, source, target))
+			"(source: %t, target: %t). Their garbage collection removes what is left", cleanupTimeout, source, target))
 	}
 }
 

@@ -31,7 +31,7 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// Step is one thing the agent, or the kubelet it stands in for, does for a
+// Step is one thing the agent, or the kubelet it replaces, does for a
 // migration.
 type Step string
 
@@ -72,10 +72,10 @@ type Agent struct {
 	clock  clock.PassiveClock
 	nodes  map[string]bool
 
-	mu     sync.Mutex
-	held   map[Step]bool
-	failed map[Step]failure
-	counts map[Step]int
+	mu          sync.Mutex
+	heldSteps   map[Step]bool
+	failedSteps map[Step]failure
+	counts      map[Step]int
 
 	migrationEvents chan event.GenericEvent
 	podEvents       chan event.GenericEvent
@@ -86,7 +86,7 @@ type Agent struct {
 func New(c client.Client, reader client.Reader, clk clock.PassiveClock, nodes ...string) *Agent {
 	a := &Agent{
 		client: c, reader: reader, clock: clk, nodes: map[string]bool{},
-		held: map[Step]bool{}, failed: map[Step]failure{}, counts: map[Step]int{},
+		heldSteps: map[Step]bool{}, failedSteps: map[Step]failure{}, counts: map[Step]int{},
 		migrationEvents: make(chan event.GenericEvent, 1024),
 		podEvents:       make(chan event.GenericEvent, 1024),
 	}
@@ -99,14 +99,14 @@ func New(c client.Client, reader client.Reader, clk clock.PassiveClock, nodes ..
 // Hold stops the agent before step until Proceed.
 func (a *Agent) Hold(step Step) {
 	a.mu.Lock()
-	a.held[step] = true
+	a.heldSteps[step] = true
 	a.mu.Unlock()
 }
 
 // Fail makes step report failure with a typed reason.
 func (a *Agent) Fail(step Step, reason lpmv1.Reason, message string) {
 	a.mu.Lock()
-	a.failed[step] = failure{reason: string(reason), message: message}
+	a.failedSteps[step] = failure{reason: string(reason), message: message}
 	a.mu.Unlock()
 	a.poke()
 }
@@ -114,8 +114,8 @@ func (a *Agent) Fail(step Step, reason lpmv1.Reason, message string) {
 // Proceed lets step run normally again and wakes the agent.
 func (a *Agent) Proceed(step Step) {
 	a.mu.Lock()
-	delete(a.held, step)
-	delete(a.failed, step)
+	delete(a.heldSteps, step)
+	delete(a.failedSteps, step)
 	a.mu.Unlock()
 	a.poke()
 }
@@ -132,10 +132,10 @@ func (a *Agent) Count(step Step) int {
 func (a *Agent) run(step Step) (bool, *failure) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.held[step] {
+	if a.heldSteps[step] {
 		return false, nil
 	}
-	if f, ok := a.failed[step]; ok {
+	if f, ok := a.failedSteps[step]; ok {
 		return true, &f
 	}
 	a.counts[step]++

@@ -13,9 +13,9 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// AgentHeartbeatTimeout is how old a NodeAgent's heartbeat may be before
-// the controller treats the agent as gone. Agents renew it at least every
-// 30 seconds.
+// AgentHeartbeatTimeout is the maximum age of a NodeAgent's heartbeat
+// before the controller treats the agent as gone. Agents renew it at least
+// every 30 seconds.
 const AgentHeartbeatTimeout = 2 * time.Minute
 
 // Role is the part a node's agent plays in a migration.
@@ -37,7 +37,7 @@ func CheckAgent(agent *lpmv1.NodeAgent, node string, role Role, now time.Time) *
 	}
 	if agent == nil {
 		return fail(lpmv1.ReasonAgentMissing, field,
-			"node %s has no NodeAgent; the lpm agent does not run there", node)
+			"node %s has no NodeAgent. The lpm agent does not run there", node)
 	}
 	if !conditionTrue(agent.Status.Conditions, lpmv1.NodeAgentReady) {
 		return fail(lpmv1.ReasonAgentUnavailable, field, "the lpm agent of node %s is not Ready", node)
@@ -69,7 +69,7 @@ func verb(role Role) string {
 
 // CheckNonRoot rejects a pod that runs a container as a non-root user when
 // the source node's CRIU cannot dump such processes: that needs
-// CAP_SYS_RESOURCE. Only users set in the pod spec are visible here; the
+// CAP_SYS_RESOURCE. Only users set in the pod spec are visible here, so the
 // source agent checks the running processes.
 func CheckNonRoot(pod *corev1.Pod, source *lpmv1.NodeAgent) *Failure {
 	if source == nil || (source.Status.Capabilities != nil && source.Status.Capabilities.CheckpointNonRoot) {

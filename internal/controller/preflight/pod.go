@@ -50,10 +50,10 @@ func checkPodState(pod *corev1.Pod) *Failure {
 			"pod %s is not bound to a node yet", pod.Name)
 	case pod.Status.Phase != corev1.PodRunning:
 		return fail(lpmv1.ReasonPodNotRunning, "status.phase",
-			"pod %s is %s; only a Running pod can be moved", pod.Name, pod.Status.Phase)
+			"pod %s is %s. Only a Running pod can be moved", pod.Name, pod.Status.Phase)
 	case !IsPodReady(pod):
 		return fail(lpmv1.ReasonPodNotReady, "status.conditions[Ready]",
-			"pod %s is not Ready; wait until it is Ready and create the PodMigration again", pod.Name)
+			"pod %s is not Ready. Wait until it is Ready and create the PodMigration again", pod.Name)
 	}
 	return nil
 }
@@ -71,8 +71,8 @@ func checkOwners(pod *corev1.Pod) *Failure {
 				"pod %s is the restored pod of PodMigration %s, which has not finished", pod.Name, ref.Name)
 		}
 		return fail(lpmv1.ReasonControllerOwnedPod, field,
-			"pod %s is managed by %s %s, which would adopt or replace a moved copy; "+
-				"moving controller-managed pods is not supported yet", pod.Name, ref.Kind, ref.Name)
+			"pod %s is managed by %s %s, which would adopt or replace a moved copy. "+
+				"Moving controller-managed pods is not supported yet", pod.Name, ref.Kind, ref.Name)
 	}
 	return nil
 }
@@ -114,14 +114,14 @@ func checkVolumes(pod *corev1.Pod) *Failure {
 				"volume %q is a hostPath, whose contents stay on node %s", v.Name, pod.Spec.NodeName)
 		case v.PersistentVolumeClaim != nil:
 			return fail(lpmv1.ReasonUnsupportedVolume, field+".persistentVolumeClaim",
-				"volume %q is a PersistentVolumeClaim; moving attached storage is not supported yet", v.Name)
+				"volume %q is a PersistentVolumeClaim. Moving attached storage is not supported yet", v.Name)
 		case v.Ephemeral != nil:
 			return fail(lpmv1.ReasonUnsupportedVolume, field+".ephemeral",
-				"volume %q is a generic ephemeral volume backed by a PersistentVolumeClaim; "+
-					"moving attached storage is not supported yet", v.Name)
+				"volume %q is a generic ephemeral volume backed by a PersistentVolumeClaim. "+
+					"Moving attached storage is not supported yet", v.Name)
 		default:
 			return fail(lpmv1.ReasonUnsupportedVolume, field,
-				"volume %q is attached storage; only emptyDir, configMap, secret, downwardAPI, projected "+
+				"volume %q is attached storage. Only emptyDir, configMap, secret, downwardAPI, projected "+
 					"and image volumes can move", v.Name)
 		}
 	}

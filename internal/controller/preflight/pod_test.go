@@ -195,7 +195,9 @@ func TestCheckPod(t *testing.T) {
 		{
 			name: "pod level extended resource",
 			mutate: func(p *corev1.Pod) {
-				p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{"example.com/gpu": resource.MustParse("1")}}
+				p.Spec.Resources = &corev1.ResourceRequirements{
+					Limits: corev1.ResourceList{"example.com/gpu": resource.MustParse("1")},
+				}
 			},
 			wantReason: lpmv1.ReasonUnsupportedResource, wantField: "spec.resources.limits[example.com/gpu]",
 		},
@@ -287,9 +289,11 @@ func TestCheckOtherMigrations(t *testing.T) {
 	t1 := metav1.NewTime(time.Unix(1001, 0))
 	pm := func(name, uid string, created metav1.Time, phase lpmv1.MigrationPhase, dryRun bool) lpmv1.PodMigration {
 		return lpmv1.PodMigration{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID("uid-" + uid), CreationTimestamp: created},
-			Spec:       lpmv1.PodMigrationSpec{PodName: "web", DryRun: dryRun},
-			Status:     lpmv1.PodMigrationStatus{Phase: phase},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: "shop", UID: types.UID("uid-" + uid), CreationTimestamp: created,
+			},
+			Spec:   lpmv1.PodMigrationSpec{PodName: "web", DryRun: dryRun},
+			Status: lpmv1.PodMigrationStatus{Phase: phase},
 		}
 	}
 	testCases := []struct {
@@ -323,9 +327,11 @@ func TestCheckOtherMigrations(t *testing.T) {
 			wantReason: lpmv1.ReasonMigrationInProgress,
 		},
 		{
-			name:   "finished migrations ignored",
-			self:   pm("c", "c", t1, "", false),
-			others: []lpmv1.PodMigration{pm("a", "a", t0, lpmv1.PhaseSucceeded, false), pm("b", "b", t0, lpmv1.PhaseFailed, false)},
+			name: "finished migrations ignored",
+			self: pm("c", "c", t1, "", false),
+			others: []lpmv1.PodMigration{
+				pm("a", "a", t0, lpmv1.PhaseSucceeded, false), pm("b", "b", t0, lpmv1.PhaseFailed, false),
+			},
 		},
 		{
 			name:   "dry run blocks nothing",

@@ -11,7 +11,7 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// Cluster is what target selection sees of the cluster.
+// Cluster is the part of the cluster that target selection reads.
 type Cluster struct {
 	// Nodes are the candidate nodes.
 	Nodes []corev1.Node
@@ -35,10 +35,10 @@ func CheckTarget(pod *corev1.Pod, node *corev1.Node, c *Cluster, now time.Time) 
 }
 
 // SelectTarget picks the node to move the pod to when the PodMigration
-// names none: among the nodes other than the source that pass CheckTarget,
-// the one with the largest share of free memory, then of free CPU, as the
-// scheduler's least-allocated scoring prefers; the name breaks ties. The
-// failure lists why each node was rejected.
+// names none. Among the nodes other than the source that pass CheckTarget,
+// it picks the one with the largest share of free memory, then of free
+// CPU, as the scheduler's least-allocated scoring does. The name breaks
+// ties. The failure lists why each node was rejected.
 func SelectTarget(pod *corev1.Pod, c *Cluster, now time.Time) (string, *Failure) {
 	type candidate struct {
 		name             string
@@ -73,7 +73,7 @@ func SelectTarget(pod *corev1.Pod, c *Cluster, now time.Time) (string, *Failure)
 			}
 		}
 		return "", fail(lpmv1.ReasonNoTargetNode, "spec.targetNode",
-			"no node can take pod %s (%s); name a node in spec.targetNode to see the full reason", pod.Name, detail)
+			"no node can take pod %s (%s). Name a node in spec.targetNode to see the full reason", pod.Name, detail)
 	}
 	sort.Slice(fits, func(i, j int) bool {
 		a, b := fits[i], fits[j]

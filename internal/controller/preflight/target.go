@@ -20,7 +20,7 @@ import (
 func CheckTargetName(policy lpmv1.SourcePolicy, sourceNode, targetNode string) *Failure {
 	if targetNode == sourceNode && policy != lpmv1.SourcePolicyKeep {
 		return fail(lpmv1.ReasonTargetIsSource, "spec.targetNode",
-			"target node %s is the node the pod runs on; name another node, or set sourcePolicy Keep "+
+			"target node %s is the node the pod runs on. Name another node, or set sourcePolicy Keep "+
 				"to clone the pod on the same node", targetNode)
 	}
 	return nil

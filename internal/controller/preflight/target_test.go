@@ -479,13 +479,14 @@ func TestSelectTarget(t *testing.T) {
 				Nodes:  nodes(func(n *corev1.Node) { n.Spec.Unschedulable = true }, "node-a", "node-c", "node-b"),
 				Agents: agents("node-a", "node-b", "node-c"),
 			},
-			wantMessage: "no node can take pod web (node-b: TargetUnschedulable, node-c: TargetUnschedulable); " +
-				"name a node in spec.targetNode to see the full reason",
+			wantMessage: "no node can take pod web (node-b: TargetUnschedulable, node-c: TargetUnschedulable). " +
+				"Name a node in spec.targetNode to see the full reason",
 		},
 		{
-			name:        "single node cluster",
-			cluster:     Cluster{Nodes: nodes(nil, "node-a"), Agents: agents("node-a")},
-			wantMessage: "no node can take pod web (no other node exists); name a node in spec.targetNode to see the full reason",
+			name:    "single node cluster",
+			cluster: Cluster{Nodes: nodes(nil, "node-a"), Agents: agents("node-a")},
+			wantMessage: "no node can take pod web (no other node exists). " +
+				"Name a node in spec.targetNode to see the full reason",
 		},
 	}
 	for _, tc := range testCases {

@@ -16,7 +16,7 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// Params is what the restored pod is built from.
+// Params are the inputs of Build.
 type Params struct {
 	// Source is the live source pod. Build does not modify it.
 	Source *corev1.Pod
@@ -32,10 +32,10 @@ type Params struct {
 
 // Build returns the restored pod: a deep copy of the source pod that differs
 // only in what the move requires. The containers run their checkpoint
-// images, the pod is bound to the target node and keeps the source's
-// hostname, fields that the API server sets are cleared, regular init
-// containers are dropped because they already ran, and the PodMigration
-// owns the pod. Build fails when a container has no checkpoint image.
+// images. The pod is bound to the target node and keeps the source's
+// hostname. Fields that the API server sets are cleared. Regular init
+// containers are dropped because they already ran. The PodMigration owns
+// the pod. Build fails when a container has no checkpoint image.
 func Build(p Params) (*corev1.Pod, error) {
 	src := p.Source
 	pod := &corev1.Pod{

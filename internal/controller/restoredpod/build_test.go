@@ -59,8 +59,12 @@ func sourcePod() *corev1.Pod {
 			Volumes: []corev1.Volume{
 				{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 					Sources: []corev1.VolumeProjection{
-						{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
-						{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}},
+						{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+							Path: "token", ExpirationSeconds: ptr.To[int64](3607),
+						}},
+						{ConfigMap: &corev1.ConfigMapProjection{
+							LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+						}},
 						{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
 							{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}},
 						}}},
@@ -71,7 +75,9 @@ func sourcePod() *corev1.Pod {
 				}}},
 				{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "web-tls"}}},
 				{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-					Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
+					Items: []corev1.DownwardAPIVolumeFile{{
+						Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"},
+					}},
 				}}},
 			},
 		},
@@ -97,6 +103,7 @@ func images() map[string]string {
 func wantPod() *corev1.Pod {
 	always := corev1.ContainerRestartPolicyAlways
 	src := sourcePod()
+
 	spec := src.Spec.DeepCopy()
 	spec.NodeName = "node-b"
 	spec.Hostname = "web"
@@ -109,6 +116,7 @@ func wantPod() *corev1.Pod {
 	}}
 	spec.Containers[0].Image = "localhost/lpm/shop/web-app:3f2a9c1e"
 	spec.Containers[0].ImagePullPolicy = corev1.PullNever
+
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{

@@ -198,7 +198,8 @@ func setUpAgentIdentity(t *testing.T) {
 			{APIGroups: []string{"lpm.dev"}, Resources: []string{"nodeagents", "nodeagents/status"},
 				Verbs: []string{"create", "get", "update", "patch"}},
 			{APIGroups: []string{"lpm.dev"}, Resources: []string{"podmigrations"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"lpm.dev"}, Resources: []string{"podmigrations/status"}, Verbs: []string{"get", "update", "patch"}},
+			{APIGroups: []string{"lpm.dev"}, Resources: []string{"podmigrations/status"},
+				Verbs: []string{"get", "update", "patch"}},
 		},
 	}
 	must(t, admin.Create(ctx, role))
@@ -208,7 +209,8 @@ func setUpAgentIdentity(t *testing.T) {
 	}
 	for _, sa := range []string{"lpm-agent", "lpm-controller"} {
 		must(t, admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: agentNamespace}}))
-		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: agentNamespace})
+		binding.Subjects = append(binding.Subjects,
+			rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: agentNamespace})
 	}
 	must(t, admin.Create(ctx, binding))
 }

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -86,7 +87,8 @@ func TestCancelAfterVerification(t *testing.T) {
 // source.
 func TestControllerRestartInEveryPhase(t *testing.T) {
 	t.Parallel()
-	cases := append(stops, struct {
+	cases := slices.Clone(stops)
+	cases = append(cases, struct {
 		name  string
 		hold  fakeagent.Step
 		phase lpmv1.MigrationPhase
@@ -167,7 +169,7 @@ func TestControllerCrashAfterEveryReconcile(t *testing.T) {
 		if _, err := h.reconcileOnce("move"); err != nil {
 			t.Fatalf("reconcile: %v", err)
 		}
-		// Give the agent and the kubelet time to answer.
+		// Give the agent and the kubelet time to act.
 		h.waitFor("a change", func() bool { return h.get("move").ResourceVersion != before || sleepTrue() })
 	}
 
@@ -184,7 +186,7 @@ func sleepTrue() bool {
 }
 
 // assertMovedOnce checks the end state of a move: one checkpoint, one
-// restored pod that belongs to nobody, the source gone.
+// restored pod without an owner, the source gone.
 func assertMovedOnce(h *harness, m *lpmv1.PodMigration, source *corev1.Pod) {
 	h.t.Helper()
 	if n := h.agent.Count(fakeagent.StepCheckpoint); n != 1 {

@@ -12,7 +12,7 @@ import (
 )
 
 // At most five migrations run in the cluster and two leave one node, even
-// with four reconciles at once; the rest wait in Pending with a reason and
+// with four reconciles at once. The rest wait in Pending with a reason and
 // start when a slot frees.
 func TestConcurrencyCaps(t *testing.T) {
 	t.Parallel()

@@ -118,7 +118,7 @@ func TestStageTimeouts(t *testing.T) {
 }
 
 // Agents that never report CleanedUp hold the finalizer for two minutes at
-// most, and a warning event says so.
+// most, and a warning event reports the timeout.
 func TestCleanupTimeout(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -28,8 +28,8 @@ func phases(m *lpmv1.PodMigration) []lpmv1.MigrationPhase {
 }
 
 // A user moves a standalone pod to another node: the restored pod runs
-// there from the checkpoint, the source is gone, and the restored pod
-// belongs to nobody.
+// there from the checkpoint, the source is gone, and the restored pod has
+// no owner.
 func TestMoveHappyPath(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -65,8 +65,8 @@ func TestMoveHappyPath(t *testing.T) {
 		t.Errorf("container figures = %+v, want the agent's figures and restored", m.Status.Containers)
 	}
 
-	// The source pod is gone and the restored pod runs on the target,
-	// owned by nobody.
+	// The source pod is gone and the restored pod runs on the target
+	// without an owner.
 	h.waitGone(source)
 	restored := h.restoredPods(m)
 	if len(restored) != 1 {

@@ -1,4 +1,4 @@
-// Package controller_test tells the controller's user stories against a
+// Package controller_test runs the controller's user stories against a
 // real etcd and kube-apiserver started by envtest, with the fake agent in
 // place of the node agents and kubelets.
 package controller_test
@@ -148,8 +148,8 @@ func newHarness(t *testing.T, mutate ...func(*options)) *harness {
 	return h
 }
 
-// newManager returns a manager whose cache sees the story's namespace only,
-// so stories that run in parallel do not act on each other's objects.
+// newManager returns a manager whose cache contains only the story's
+// namespace, so stories that run in parallel do not act on each other's objects.
 func (h *harness) newManager() ctrl.Manager {
 	return h.newManagerAs("")
 }

@@ -26,7 +26,9 @@ func TestRejectedInputs(t *testing.T) {
 	tainted := h.extraNode("tainted", func(n *corev1.Node) {
 		n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}}
 	})
-	small := h.extraNode("small", func(n *corev1.Node) { n.Status.Allocatable[corev1.ResourceCPU] = resource.MustParse("50m") })
+	small := h.extraNode("small", func(n *corev1.Node) {
+		n.Status.Allocatable[corev1.ResourceCPU] = resource.MustParse("50m")
+	})
 	noRestore := h.extraNode("no-restore", nil)
 	h.publishAgent(noRestore, func(s *lpmv1.NodeAgentStatus) {
 		s.Conditions[2].Status = metav1.ConditionFalse
@@ -65,21 +67,39 @@ func TestRejectedInputs(t *testing.T) {
 		wantField  string
 	}{
 		{name: "missing pod", noPod: true, wantReason: lpmv1.ReasonPodNotFound, wantField: "spec.podName"},
-		{name: "pending pod", pod: manual(corev1.PodPending), wantReason: lpmv1.ReasonPodNotRunning, wantField: "status.phase"},
-		{name: "succeeded pod", pod: manual(corev1.PodSucceeded), wantReason: lpmv1.ReasonPodNotRunning, wantField: "status.phase"},
+		{
+			name: "pending pod", pod: manual(corev1.PodPending),
+			wantReason: lpmv1.ReasonPodNotRunning, wantField: "status.phase",
+		},
+		{
+			name: "succeeded pod", pod: manual(corev1.PodSucceeded),
+			wantReason: lpmv1.ReasonPodNotRunning, wantField: "status.phase",
+		},
 		{
 			name: "terminating pod", terminate: true,
 			wantReason: lpmv1.ReasonPodTerminating, wantField: "metadata.deletionTimestamp",
 		},
-		{name: "unknown target", target: "no-such-node", wantReason: lpmv1.ReasonTargetNotFound, wantField: "spec.targetNode"},
-		{name: "not ready target", target: notReady, wantReason: lpmv1.ReasonTargetNotReady, wantField: "spec.targetNode"},
-		{name: "cordoned target", target: cordoned, wantReason: lpmv1.ReasonTargetUnschedulable, wantField: "spec.targetNode"},
+		{
+			name: "unknown target", target: "no-such-node",
+			wantReason: lpmv1.ReasonTargetNotFound, wantField: "spec.targetNode",
+		},
+		{
+			name: "not ready target", target: notReady,
+			wantReason: lpmv1.ReasonTargetNotReady, wantField: "spec.targetNode",
+		},
+		{
+			name: "cordoned target", target: cordoned,
+			wantReason: lpmv1.ReasonTargetUnschedulable, wantField: "spec.targetNode",
+		},
 		{name: "target is source", target: src, wantReason: lpmv1.ReasonTargetIsSource, wantField: "spec.targetNode"},
 		{
 			name: "target without room", target: small,
 			wantReason: lpmv1.ReasonTargetInsufficient, wantField: "spec.containers[*].resources.requests[cpu]",
 		},
-		{name: "untolerated taint", target: tainted, wantReason: lpmv1.ReasonTargetTaint, wantField: "spec.tolerations"},
+		{
+			name: "untolerated taint", target: tainted,
+			wantReason: lpmv1.ReasonTargetTaint, wantField: "spec.tolerations",
+		},
 		{
 			name: "target cannot restore", target: noRestore,
 			wantReason: lpmv1.ReasonAgentCannotRestore, wantField: "spec.targetNode",
@@ -101,7 +121,10 @@ func TestRejectedInputs(t *testing.T) {
 			wantReason: lpmv1.ReasonControllerOwnedPod, wantField: "metadata.ownerReferences[0]",
 		},
 		{
-			name: "static pod", pod: func(p *corev1.Pod) { p.Annotations = map[string]string{"kubernetes.io/config.mirror": "x"} },
+			name: "static pod",
+			pod: func(p *corev1.Pod) {
+				p.Annotations = map[string]string{"kubernetes.io/config.mirror": "x"}
+			},
 			wantReason: lpmv1.ReasonStaticPod, wantField: "metadata.annotations[kubernetes.io/config.mirror]",
 		},
 		{
