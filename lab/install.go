@@ -22,14 +22,16 @@ import (
 // configDir is the kustomization users apply to install lpm.
 const configDir = "config/default"
 
-// Install installs lpm into the lab the way a user does, from
-// config/default, as a real Deployment and DaemonSet with their RBAC. Only
-// the images change: the controller and agent images built by the lab,
-// which are already on every node.
-func Install(ctx context.Context, opts Options, l *cluster.Lab) error {
-	dir := filepath.Join(opts.RepoDir, configDir)
+// Install installs lpm into the lab the way a user does, from a
+// kustomization (config/default unless dir is set), as a real Deployment
+// and DaemonSet with their RBAC. Only the images change: the controller
+// and agent images built by the lab, which are already on every node.
+func Install(ctx context.Context, opts Options, l *cluster.Lab, dir string) error {
+	if dir == "" {
+		dir = filepath.Join(opts.RepoDir, configDir)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
-		return fmt.Errorf("cannot install lpm: %s/kustomization.yaml not found: %w", configDir, err)
+		return fmt.Errorf("cannot install lpm: %s/kustomization.yaml not found: %w", dir, err)
 	}
 	for _, r := range []string{images.ControllerRef, images.AgentRef} {
 		archive := filepath.Join(l.Instance().ImagesDir(), imageName(r)+".tar")
@@ -43,7 +45,7 @@ func Install(ctx context.Context, opts Options, l *cluster.Lab) error {
 	kustomize.Stdout = &rendered
 	kustomize.Stderr = os.Stderr
 	if err := kustomize.Run(); err != nil {
-		return fmt.Errorf("failed to render %s: %w", configDir, err)
+		return fmt.Errorf("failed to render %s: %w", dir, err)
 	}
 	manifests, workloads, err := labManifests(&rendered)
 	if err != nil {
@@ -54,7 +56,7 @@ func Install(ctx context.Context, opts Options, l *cluster.Lab) error {
 	apply.Stdin = bytes.NewReader(manifests)
 	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
 	if err := apply.Run(); err != nil {
-		return fmt.Errorf("failed to apply %s: %w", configDir, err)
+		return fmt.Errorf("failed to apply %s: %w", dir, err)
 	}
 	for _, w := range workloads {
 		logf("waiting for %s/%s to roll out", w.namespace, w.ref)

@@ -99,7 +99,11 @@ func Run(ctx context.Context, opts Options, command string, args []string) (int,
 		}
 		return 0, l.ImportImages(ctx)
 	case "install":
-		return 0, Install(ctx, opts, l)
+		dir := ""
+		if len(args) > 0 {
+			dir = args[0]
+		}
+		return 0, Install(ctx, opts, l, dir)
 	case "demo":
 		return Demo(ctx, opts, l)
 	case "kubeconfig":

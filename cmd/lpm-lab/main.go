@@ -6,7 +6,7 @@
 //	lpm-lab status      show the lab's processes and nodes
 //	lpm-lab remains     list what of the lab is still on the machine; exit 1 if anything
 //	lpm-lab images      build the images and import them into the running nodes
-//	lpm-lab install     install lpm from config/ into the lab
+//	lpm-lab install [DIR] install lpm from config/default (or the kustomization DIR)
 //	lpm-lab demo        migrate a counting pod from node-a to node-b
 //	lpm-lab kubeconfig  print the path of the admin kubeconfig
 //	lpm-lab kubectl ... run kubectl with the admin kubeconfig

@@ -27,6 +27,10 @@ type Image struct {
 	Ref string
 	// Optional images are skipped while their package does not exist.
 	Optional bool
+	// User is the image's default user; empty means root. An image whose
+	// pods set runAsNonRoot without runAsUser needs a numeric non-root
+	// user here.
+	User string
 }
 
 // References of the images the lab builds.
@@ -41,7 +45,7 @@ const (
 var All = []Image{
 	{Name: "pause", Package: "./test/apps/pause", Ref: PauseRef},
 	{Name: "counter", Package: "./test/apps/counter", Ref: CounterRef},
-	{Name: "lpm-controller", Package: "./cmd/lpm-controller", Ref: ControllerRef, Optional: true},
+	{Name: "lpm-controller", Package: "./cmd/lpm-controller", Ref: ControllerRef, Optional: true, User: "65532:65532"},
 	{Name: "lpm-agent", Package: "./cmd/lpm-agent", Ref: AgentRef, Optional: true},
 }
 
@@ -85,6 +89,7 @@ func Build(ctx context.Context, repoDir, outDir string, imgs []Image) ([]Result,
 			Files:      []imagebuild.File{{Path: "/" + img.Name, Source: bin}},
 			Entrypoint: []string{"/" + img.Name},
 			Env:        []string{"PATH=/"},
+			User:       img.User,
 		})
 		if err != nil {
 			return nil, err
