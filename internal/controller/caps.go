@@ -84,13 +84,6 @@ func (s *Slots) Admit(m *lpmv1.PodMigration, all []lpmv1.PodMigration) (bool, st
 	return true, ""
 }
 
-// Release frees the slot of a migration that was admitted but will not run.
-func (s *Slots) Release(uid types.UID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.admitted, uid)
-}
-
 // isRunning reports whether a migration in phase holds a slot.
 func isRunning(phase lpmv1.MigrationPhase) bool {
 	switch phase {

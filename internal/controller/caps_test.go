@@ -121,16 +121,9 @@ func TestSlotsAdmitIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestSlotsReleaseAndDeleted(t *testing.T) {
-	s := NewSlots(1, 1)
+// A deleted migration's admission lapses.
+func TestSlotsAdmissionLapsesOnDelete(t *testing.T) {
 	a, b := migrationOn("a", "node-a", lpmv1.PhasePending), migrationOn("b", "node-b", lpmv1.PhasePending)
-	s.Admit(&a, []lpmv1.PodMigration{a, b})
-	s.Release(a.UID)
-	if ok, reason := s.Admit(&b, []lpmv1.PodMigration{a, b}); !ok {
-		t.Errorf("Admit(b) = false (%s) after Release(a)", reason)
-	}
-
-	// A deleted migration's admission lapses.
 	s2 := NewSlots(1, 1)
 	s2.Admit(&a, []lpmv1.PodMigration{a, b})
 	if ok, reason := s2.Admit(&b, []lpmv1.PodMigration{b}); !ok {

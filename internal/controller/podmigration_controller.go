@@ -75,8 +75,9 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.act(ctx, o, w); err != nil {
 		return ctrl.Result{}, err
 	}
+	// A slot admitted here stays taken when the write fails: the next
+	// reconcile of this migration admits it again.
 	if err := r.writeStatus(ctx, m, o.status); err != nil {
-		r.Slots.Release(m.UID)
 		return ctrl.Result{}, err
 	}
 	if m.Status.Phase != o.status.Phase {

@@ -5,11 +5,11 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
@@ -100,9 +100,15 @@ func (a *Agent) PublishNodeAgents(ctx context.Context, mutate func(*lpmv1.NodeAg
 
 // PublishNodeAgent creates or updates the NodeAgent of one node.
 func (a *Agent) PublishNodeAgent(ctx context.Context, node string, mutate func(*lpmv1.NodeAgentStatus)) error {
-	na := &lpmv1.NodeAgent{ObjectMeta: metav1.ObjectMeta{Name: node}}
-	if _, err := controllerutil.CreateOrUpdate(ctx, a.client, na, func() error { return nil }); err != nil {
-		return fmt.Errorf("failed to create NodeAgent %s: %w", node, err)
+	na := &lpmv1.NodeAgent{}
+	if err := a.reader.Get(ctx, client.ObjectKey{Name: node}, na); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("failed to get NodeAgent %s: %w", node, err)
+		}
+		na = &lpmv1.NodeAgent{ObjectMeta: metav1.ObjectMeta{Name: node}}
+		if err := a.client.Create(ctx, na); err != nil {
+			return fmt.Errorf("failed to create NodeAgent %s: %w", node, err)
+		}
 	}
 	now := metav1.NewTime(a.clock.Now())
 	na.Status = lpmv1.NodeAgentStatus{

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -235,7 +236,7 @@ func TestRejectedInputs(t *testing.T) {
 // creation, timeouts out of bounds and over-long names.
 func TestRejectedByAPIServer(t *testing.T) {
 	t.Parallel()
-	ns := "api-validation"
+	ns := fmt.Sprintf("api-validation-%d", testID.Add(1))
 	h := &harness{t: t, ctx: t.Context(), ns: ns}
 	h.must(admin.Create(h.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	base := func() *lpmv1.PodMigration {
