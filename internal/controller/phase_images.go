@@ -19,6 +19,8 @@ func stepCheckpointComplete(o *outcome, w *world) {
 	o.setCondition(lpmv1.ConditionImagesReady, metav1.ConditionUnknown, lpmv1.ReasonInProgress,
 		fmt.Sprintf("the checkpoint images move to node %s", o.status.TargetNode))
 	o.progress(lpmv1.ReasonInProgress, "preparing the checkpoint images")
+	o.normal(lpmv1.ReasonInProgress, string(lpmv1.PhasePreparingImages),
+		o.condition(lpmv1.ConditionImagesReady).Message)
 }
 
 // stepPreparingImages follows the image build on the source node and the

@@ -17,7 +17,11 @@ func stepPending(o *outcome, w *world, slots *Slots) {
 	if o.status.StartTime == nil {
 		o.status.StartTime = &metav1.Time{Time: o.now}
 	}
-	o.setPhase(lpmv1.PhasePending)
+	if o.status.Phase == "" {
+		o.setPhase(lpmv1.PhasePending)
+		o.normal(lpmv1.ReasonPending, string(lpmv1.PhasePending),
+			fmt.Sprintf("checking whether pod %s can move", o.m.Spec.PodName))
+	}
 
 	target, f := checkController(o, w)
 	if f != nil {
