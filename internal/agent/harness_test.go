@@ -443,7 +443,7 @@ func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, str
 	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
 	id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, "counter", image)
 	if err != nil {
-		t.Fatalf("failed to restore from %s: %v", image, err)
+		t.Fatalf("failed to restore from %s: %v\n%s", image, err, w.runtimeLog(n, err))
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{
@@ -456,6 +456,30 @@ func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, str
 	w.setRunning(pod, n, id, image)
 	w.patchController(pm, map[string]any{"phase": lpmv1.PhaseRestoring, "restoredPod": name})
 	return criPod, id
+}
+
+// runtimeLog returns the tail of the CRIU log an error names, read
+// through containerd's root because it lives in the node's own /run.
+func (w *world) runtimeLog(n *agentNode, err error) string {
+	if data, rerr := os.ReadFile(filepath.Join(n.node.LogDir, "criu.log")); rerr == nil {
+		return string(data[max(0, len(data)-8192):])
+	}
+	_, path, ok := strings.Cut(err.Error(), "log file: ")
+	if !ok {
+		return ""
+	}
+	info, ierr := n.rt.Info(w.ctx)
+	if ierr != nil {
+		return ""
+	}
+	data, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", info.Pid, strings.TrimSpace(path)))
+	if rerr != nil {
+		return rerr.Error()
+	}
+	if len(data) > 4096 {
+		data = data[len(data)-4096:]
+	}
+	return string(data)
 }
 
 // removePod deletes a pod object and its sandbox, as a kubelet would once

@@ -172,6 +172,13 @@ func (a *Agent) sourcePod(ctx context.Context, pm *lpmv1.PodMigration) (*corev1.
 // not be frozen by someone else, and CRIU must be able to dump it.
 func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, containers []podContainer) (lpmv1.Reason,
 	error) {
+	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
+		// The restored processes keep their PIDs, and in a PID namespace
+		// shared with the new pod's other processes those can be taken:
+		// CRIU then fails with "Can't fork for N: File exists".
+		return lpmv1.ReasonUnsupportedProcessState, fmt.Errorf("pod %s shares one process namespace between "+
+			"its containers; restored processes could not keep their PIDs", pod.Name)
+	}
 	info, err := a.runtime.Info(ctx)
 	if err != nil {
 		return lpmv1.ReasonAgentCannotCheckpoint, err

@@ -4,7 +4,9 @@
 // into an overlay of that root with a fresh /proc and /sys, a tmpfs /dev
 // with device nodes and a new devpts instance, so containerd, runc and
 // CRIU see one filesystem. The network namespace is the host's, so pods
-// must use host networking, and loopback servers of the test are reachable.
+// is the host's, so containerd reaches the test's loopback servers; pods get
+// their own network namespaces on a bridge of the node's own, which has no
+// address on the host side, so pod traffic reaches nothing else.
 //
 // The test reaches containerd through a socket under the node's state
 // directory. Stop (registered with t.Cleanup) kills every container,
@@ -17,6 +19,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,9 +65,11 @@ type Node struct {
 	LogDir string
 	// CgroupParent is the cgroup under which pods of this node run.
 	CgroupParent string
-	cfg          Config
-	cmd          *exec.Cmd
-	logFile      *os.File
+	// Bridge is the host's bridge device of the pods' network.
+	Bridge  string
+	cfg     Config
+	cmd     *exec.Cmd
+	logFile *os.File
 }
 
 // ContainerdLog returns containerd's log so far.
@@ -75,19 +80,21 @@ func (n *Node) ContainerdLog() string {
 
 // RequireComponents returns the node root and the containerd binaries, or
 // skips the test, naming what is missing, when the test cannot run here.
-func RequireComponents(t testing.TB) (rootfs, bin string) {
+func RequireComponents(t testing.TB) (rootfs, bin, cni string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: the node root needs root (mount namespaces, cgroups, CRIU)")
 	}
 	rootfs = componentPath(t, "node-root")
 	bin = componentPath(t, "containerd")
-	for _, p := range []string{filepath.Join(rootfs, "usr/sbin/criu"), filepath.Join(bin, "containerd")} {
+	cni = componentPath(t, "cni-plugins")
+	for _, p := range []string{filepath.Join(rootfs, "usr/sbin/criu"), filepath.Join(bin, "containerd"),
+		filepath.Join(cni, "loopback")} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("skipping: %s is missing; run hack/components.sh node-root containerd", p)
+			t.Skipf("skipping: %s is missing; run hack/components.sh node-root containerd cni-plugins", p)
 		}
 	}
-	return rootfs, bin
+	return rootfs, bin, cni
 }
 
 func componentPath(t testing.TB, component string) string {
@@ -130,7 +137,7 @@ func findComponentsScript() (string, error) {
 // ends.
 func Start(t testing.TB, cfg Config) *Node {
 	t.Helper()
-	rootfs, bin := RequireComponents(t)
+	rootfs, bin, cni := RequireComponents(t)
 
 	// The socket path must stay short: unix socket paths are limited to
 	// 108 bytes.
@@ -140,6 +147,8 @@ func Start(t testing.TB, cfg Config) *Node {
 	}
 	n := &Node{Dir: dir, Socket: filepath.Join(dir, "sock", "containerd.sock"),
 		LogDir: filepath.Join(dir, "logs"), CgroupParent: "/" + filepath.Base(dir), cfg: cfg}
+	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
+	n.Bridge = "lpmagb" + suffix
 	t.Cleanup(func() { n.Stop(t) })
 
 	for _, sub := range []string{"sock", "logs", "etc/certs.d", "containerd", "upper", "work", "root"} {
@@ -162,7 +171,8 @@ func Start(t testing.TB, cfg Config) *Node {
 	n.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setupScript,
 		"setup")
 	n.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "NODE_DIR=" + dir, "ROOTFS=" + rootfs,
-		"BIN=" + bin, "ROOT_SIZE=" + rootSize}
+		"BIN=" + bin, "CNI=" + cni, "ROOT_SIZE=" + rootSize, "BRIDGE=" + n.Bridge,
+		"SUBNET=" + fmt.Sprintf("10.231.%d.0/24", rand.IntN(256)), "CRIU_LOG=" + os.Getenv("LPMAG_CRIU_LOG")}
 	n.cmd.Stdout, n.cmd.Stderr = n.logFile, n.logFile
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
@@ -222,6 +232,12 @@ func (n *Node) Stop(t testing.TB) {
 	}
 	killCgroups(t, n.CgroupParent)
 	killShims(t, n.Dir)
+	if n.Bridge != "" {
+		if out, err := exec.Command("ip", "link", "del", n.Bridge).CombinedOutput(); err != nil &&
+			!strings.Contains(string(out), "Cannot find device") {
+			t.Errorf("failed to delete bridge %s: %v: %s", n.Bridge, err, out)
+		}
+	}
 	if n.logFile != nil {
 		_ = n.logFile.Close()
 	}

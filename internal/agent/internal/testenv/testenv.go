@@ -144,22 +144,20 @@ type Pod struct {
 	LogDir string
 }
 
-// RunPod runs a host-network pod sandbox, as the kubelet does, under
-// cgroupParent, with its logs under hostLogDir (seen as /var/log/lpm in
-// the node).
+// RunPod runs a pod sandbox, as the kubelet does, under cgroupParent, with
+// its logs under hostLogDir (seen as /var/log/lpm in the node).
 func RunPod(ctx context.Context, t testing.TB, cri runtimeapi.RuntimeServiceClient, cgroupParent,
 	hostLogDir, name, uid string) *Pod {
 	t.Helper()
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: uid, Namespace: "default"},
+		Hostname:     name,
 		LogDirectory: "/var/log/lpm/" + uid,
 		Labels: map[string]string{"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": "default",
 			"io.kubernetes.pod.uid": uid},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: cgroupParent + "/" + uid,
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
-			},
+			CgroupParent:    cgroupParent + "/" + uid,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: namespaces()},
 		},
 	}
 	if err := os.MkdirAll(filepath.Join(hostLogDir, uid), 0o755); err != nil {
@@ -170,6 +168,15 @@ func RunPod(ctx context.Context, t testing.TB, cri runtimeapi.RuntimeServiceClie
 		t.Fatalf("RunPodSandbox(%s) error = %v", name, err)
 	}
 	return &Pod{ID: resp.GetPodSandboxId(), Config: cfg, LogDir: filepath.Join(hostLogDir, uid)}
+}
+
+// namespaces are the kubelet's defaults for a pod without
+// shareProcessNamespace: each container has its own PID namespace. (The
+// CRI's zero value would share the pod's, where a restored process's PID
+// can be taken.)
+func namespaces() *runtimeapi.NamespaceOption {
+	return &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD,
+		Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD}
 }
 
 // StartContainer creates and starts a container in the pod and returns its
@@ -198,7 +205,9 @@ func CreateAndStart(ctx context.Context, cri runtimeapi.RuntimeServiceClient, po
 			Labels: map[string]string{"io.kubernetes.container.name": name,
 				"io.kubernetes.pod.name": pod.Config.Metadata.Name, "io.kubernetes.pod.namespace": "default",
 				"io.kubernetes.pod.uid": pod.Config.Metadata.Uid},
-			Linux: &runtimeapi.LinuxContainerConfig{},
+			Linux: &runtimeapi.LinuxContainerConfig{
+				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaces()},
+			},
 		},
 		SandboxConfig: pod.Config,
 	})
