@@ -39,6 +39,9 @@ func NewSlots(maxRunning, maxOutboundPerNode int) *Slots {
 // Admit reports whether m may leave Pending now, given all migrations as
 // the cache shows them, and otherwise why not. An admitted migration holds
 // its slot until the cache shows it running, finished or gone.
+//
+// NOTE: waiting migrations are not queued in creation order. Whichever
+// reconciles first after a slot frees takes it.
 func (s *Slots) Admit(m *lpmv1.PodMigration, all []lpmv1.PodMigration) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
