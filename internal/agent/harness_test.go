@@ -386,11 +386,20 @@ func (w *world) get(pm *lpmv1.PodMigration) *lpmv1.PodMigration {
 	return cur
 }
 
-// waitCondition waits for an agent's condition and returns it.
+// waitCondition waits for an agent's condition to be True or False and
+// returns it.
 func (w *world) waitCondition(pm *lpmv1.PodMigration, side, condType string) *metav1.Condition {
 	w.t.Helper()
+	return w.waitConditionStatus(pm, side, condType, "")
+}
+
+// waitConditionStatus waits for an agent's condition to have a status, or
+// any status but Unknown when status is empty.
+func (w *world) waitConditionStatus(pm *lpmv1.PodMigration, side, condType string,
+	status metav1.ConditionStatus) *metav1.Condition {
+	w.t.Helper()
 	var found *metav1.Condition
-	w.waitFor(fmt.Sprintf("%s condition %s", side, condType), func() bool {
+	w.waitFor(fmt.Sprintf("%s condition %s %s", side, condType, status), func() bool {
 		cur := w.get(pm)
 		var conds []metav1.Condition
 		if side == "source" && cur.Status.Source != nil {
@@ -400,6 +409,9 @@ func (w *world) waitCondition(pm *lpmv1.PodMigration, side, condType string) *me
 			conds = cur.Status.Target.Conditions
 		}
 		found = apimeta.FindStatusCondition(conds, condType)
+		if status != "" {
+			return found != nil && found.Status == status
+		}
 		return found != nil && found.Status != metav1.ConditionUnknown
 	})
 	return found
@@ -522,11 +534,13 @@ func (w *world) leftovers(n *agentNode) []string {
 func (w *world) waitNoLeftovers(nodes ...*agentNode) {
 	w.t.Helper()
 	for _, n := range nodes {
-		var left []string
-		w.waitFor("node "+n.name+" to hold nothing of past migrations", func() bool {
-			left = w.leftovers(n)
-			return len(left) == 0
-		})
+		deadline := time.Now().Add(waitTimeout)
+		for left := w.leftovers(n); len(left) > 0; left = w.leftovers(n) {
+			if time.Now().After(deadline) {
+				w.t.Fatalf("node %s still holds %v after %s", n.name, left, waitTimeout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 }
 

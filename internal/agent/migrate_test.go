@@ -239,9 +239,19 @@ func TestMigrationFailures(t *testing.T) {
 	w := newWorld(t)
 	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
 
+	// Each subtest runs the world's steps under its own testing.T.
+	parent := w.t
+	t.Cleanup(func() { w.t = parent })
+
 	t.Run("altered archive", func(t *testing.T) {
+		w.t = t
 		src := w.runCounter(a, "altered", nil)
-		pm := w.checkpointAndServe(src, b, nil)
+		// The target's agent starts only after the archive was altered, so it
+		// cannot fetch the image before.
+		pm := w.newMigration(src, "node-late", nil)
+		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
+		w.setPhase(pm, lpmv1.PhaseCheckpointing)
+		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionImagesServed), "source ImagesServed")
 		rec := w.get(pm)
 		// Corrupt the served archive on the source's disk, after its digest
 		// was computed: the stream no longer matches the image.
@@ -255,13 +265,16 @@ func TestMigrationFailures(t *testing.T) {
 		}
 		_ = f.Close()
 
+		late := w.addNode("node-late", nodeOptions{})
 		w.setPhase(pm, lpmv1.PhasePreparingImages)
 		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady",
 			lpmv1.ReasonDigestMismatch)
 		w.rollBack(pm, src)
+		w.waitNoLeftovers(late)
 	})
 
 	t.Run("kubelet down", func(t *testing.T) {
+		w.t = t
 		ln := closedPort(t)
 		down := w.addNode("node-down", nodeOptions{checkpointer: func(n *agentNode) agent.Checkpointer {
 			tokenFile := n.tokenFile
@@ -283,6 +296,7 @@ func TestMigrationFailures(t *testing.T) {
 	})
 
 	t.Run("liveness probe deadline", func(t *testing.T) {
+		w.t = t
 		src := w.runCounter(a, "probed", func(p *corev1.Pod) {
 			p.Spec.Containers[0].LivenessProbe = &corev1.Probe{
 				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz",
@@ -293,12 +307,13 @@ func TestMigrationFailures(t *testing.T) {
 		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
 		w.setPhase(pm, lpmv1.PhaseCheckpointing)
 		// The budget is (4-1)*2s+1s = 7s and the agent fails 5s before it.
-		requireFalse(t, w.waitCondition(pm, "source", lpmv1.AgentConditionImagesServed), "source ImagesServed",
-			lpmv1.ReasonLivenessProbeDeadline)
+		requireFalse(t, w.waitConditionStatus(pm, "source", lpmv1.AgentConditionImagesServed,
+			metav1.ConditionFalse), "source ImagesServed", lpmv1.ReasonLivenessProbeDeadline)
 		w.rollBack(pm, src)
 	})
 
 	t.Run("disk full during receive", func(t *testing.T) {
+		w.t = t
 		small := w.addNode("node-small", nodeOptions{node: noderoot.Config{RootSize: 40 << 20}})
 		src := w.runCounter(a, "big", nil, "48")
 		pm := w.checkpointAndServe(src, small, nil)
@@ -310,6 +325,7 @@ func TestMigrationFailures(t *testing.T) {
 	})
 
 	t.Run("runtime without CRIU", func(t *testing.T) {
+		w.t = t
 		nocriu := w.addNode("node-nocriu", nodeOptions{node: noderoot.Config{DisableCRIU: true}})
 		src := w.runCounter(nocriu, "nocriu", nil)
 		pm := w.newMigration(src, b.name, nil)
@@ -330,6 +346,7 @@ func TestMigrationFailures(t *testing.T) {
 		w.removePod(nocriu, src.pod.Name, src.cri)
 		w.removePod(a, src2.pod.Name, src2.cri)
 	})
+	w.t = parent
 	w.waitNoLeftovers(a, b)
 }
 

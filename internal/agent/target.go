@@ -268,7 +268,8 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 			return name, "", a.store.Save(rec)
 		}
 		lastErr = err
-		if !errors.Is(err, runtime.ErrSource) || ctx.Err() != nil {
+		// Only a broken-off stream is worth resuming; altered content is not.
+		if importReason(err) != lpmv1.ReasonTransferFailed || ctx.Err() != nil {
 			break
 		}
 		logf.FromContext(ctx).Info("Transfer broke off; resuming", "container", c.Name, "attempt", attempt,
