@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/components.sh test-assets
+# The node agent's integration tests run a real containerd with runc and
+# CRIU from the Debian node root, with CNI plugins for the pods' network.
+hack/components.sh node-root containerd cni-plugins
 assets=$(mktemp -d)
 trap 'rm -rf "$assets"' EXIT
 ln -s "$(hack/components.sh path etcd)/etcd" "$assets/etcd"

@@ -155,7 +155,16 @@ func (a *Agent) collectImages(ctx context.Context, known map[string]bool) error 
 			errs = append(errs, err)
 		}
 	}
-	if err := a.runtime.AbortIngests(ctx, "lpm-"); err != nil {
+	// Transfers of migrations the agent still has a record of may run.
+	live := func(ref string) bool {
+		for uid := range known {
+			if strings.HasPrefix(ref, ingestPrefix(uid)) {
+				return true
+			}
+		}
+		return false
+	}
+	if err := a.runtime.AbortIngests(ctx, "lpm-", live); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

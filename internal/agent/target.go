@@ -253,12 +253,13 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 	}
 	source := a.fetcher.Source(pm.Status.Source.Endpoint, pinned, string(pm.UID), c.Name)
 	req := runtime.ImportRequest{
-		Name:        name,
-		Index:       ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: indexDigest, Size: -1},
-		Labels:      map[string]string{labelMigrationUID: string(pm.UID), labelMigration: pm.Namespace + "/" + pm.Name},
-		Platform:    &a.opts.Platform,
-		Snapshotter: a.opts.Snapshotter,
-		Progress:    func(done, _ int64) { progress(done) },
+		Name:         name,
+		Index:        ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: indexDigest, Size: -1},
+		Labels:       map[string]string{labelMigrationUID: string(pm.UID), labelMigration: pm.Namespace + "/" + pm.Name},
+		Platform:     &a.opts.Platform,
+		Snapshotter:  a.opts.Snapshotter,
+		Progress:     func(done, _ int64) { progress(done) },
+		IngestPrefix: ingestPrefix(string(pm.UID)),
 	}
 	var lastErr error
 	for attempt := 1; attempt <= importAttempts; attempt++ {
@@ -434,10 +435,14 @@ func (a *Agent) removeImported(ctx context.Context, rec *state.Record) {
 			logf.FromContext(ctx).Error(err, "Failed to remove checkpoint image", "image", c.Image)
 		}
 	}
-	if err := a.runtime.AbortIngests(ctx, "lpm-"); err != nil {
+	if err := a.runtime.AbortIngests(ctx, ingestPrefix(rec.UID), nil); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to abort interrupted transfers")
 	}
 }
+
+// ingestPrefix starts the containerd ingest references of a migration's
+// transfers.
+func ingestPrefix(uid string) string { return "lpm-" + uid + "-" }
 
 // podUsesImages reports whether a pod on this node runs one of the images
 // a record names.

@@ -61,6 +61,18 @@ type ImportRequest struct {
 	Snapshotter string
 	// Progress, when set, is called with the layer bytes received so far.
 	Progress func(done, total int64)
+	// IngestPrefix starts the references of this import's content writes,
+	// so that a cleanup can abort exactly its unfinished ones; "lpm-" when
+	// empty.
+	IngestPrefix string
+}
+
+func (req ImportRequest) ingestRef(d digest.Digest) string {
+	prefix := req.IngestPrefix
+	if prefix == "" {
+		prefix = "lpm-"
+	}
+	return prefix + d.Encoded()
 }
 
 // ImportResult describes an imported image.
@@ -110,16 +122,16 @@ func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource)
 	if err := r.ingestLayer(ctx, req, layer, src); err != nil {
 		return nil, err
 	}
-	if err := writeSmall(ctx, cs, manifest.Config, configRaw, nil); err != nil {
+	if err := writeSmall(ctx, cs, req, manifest.Config, configRaw, nil); err != nil {
 		return nil, err
 	}
-	if err := writeSmall(ctx, cs, manifestDesc, manifestRaw, map[string]string{
+	if err := writeSmall(ctx, cs, req, manifestDesc, manifestRaw, map[string]string{
 		"containerd.io/gc.ref.content.config": manifest.Config.Digest.String(),
 		"containerd.io/gc.ref.content.l.0":    layer.Digest.String(),
 	}); err != nil {
 		return nil, err
 	}
-	if err := writeSmall(ctx, cs, req.Index, index, map[string]string{
+	if err := writeSmall(ctx, cs, req, req.Index, index, map[string]string{
 		"containerd.io/gc.ref.content.m.0": manifestDesc.Digest.String(),
 	}); err != nil {
 		return nil, err
@@ -230,9 +242,9 @@ func fetchSmall(ctx context.Context, desc ocispec.Descriptor, src BlobSource) ([
 	return data, nil
 }
 
-func writeSmall(ctx context.Context, cs content.Store, desc ocispec.Descriptor, data []byte,
+func writeSmall(ctx context.Context, cs content.Store, req ImportRequest, desc ocispec.Descriptor, data []byte,
 	labels map[string]string) error {
-	ref := "lpm-" + desc.Digest.Encoded()
+	ref := req.ingestRef(desc.Digest)
 	if err := content.WriteBlob(ctx, cs, ref, bytes.NewReader(data), desc, content.WithLabels(labels)); err != nil {
 		return fmt.Errorf("failed to write blob %s to containerd: %w", desc.Digest, err)
 	}
@@ -249,7 +261,7 @@ func (r *Runtime) ingestLayer(ctx context.Context, req ImportRequest, desc ocisp
 		report(req.Progress, desc.Size, desc.Size)
 		return nil
 	}
-	ref := "lpm-" + desc.Digest.Encoded()
+	ref := req.ingestRef(desc.Digest)
 	w, err := content.OpenWriter(ctx, cs, content.WithRef(ref), content.WithDescriptor(desc))
 	if errdefs.IsAlreadyExists(err) {
 		report(req.Progress, desc.Size, desc.Size)
@@ -452,8 +464,9 @@ func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 }
 
 // AbortIngests discards unfinished content writes whose reference starts
-// with prefix: what a broken transfer left in containerd's ingest area.
-func (r *Runtime) AbortIngests(ctx context.Context, prefix string) error {
+// with prefix and for which keep returns false (keep may be nil): what a
+// broken transfer left in containerd's ingest area.
+func (r *Runtime) AbortIngests(ctx context.Context, prefix string, keep func(ref string) bool) error {
 	cs := r.client.ContentStore()
 	statuses, err := cs.ListStatuses(ctx)
 	if err != nil {
@@ -461,7 +474,7 @@ func (r *Runtime) AbortIngests(ctx context.Context, prefix string) error {
 	}
 	var errs []error
 	for _, st := range statuses {
-		if strings.HasPrefix(st.Ref, prefix) {
+		if strings.HasPrefix(st.Ref, prefix) && (keep == nil || !keep(st.Ref)) {
 			if err := cs.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("failed to abort ingest %s: %w", st.Ref, err))
 			}
