@@ -21,8 +21,8 @@ func run() int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 
-	// The first SIGINT or SIGTERM stops a wait, which then says how to
-	// cancel the migration; a second one ends the process at once.
+	// The first SIGINT or SIGTERM stops a wait, which then prints how to
+	// cancel the migration. A second one ends the process at once.
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {

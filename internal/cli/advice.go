@@ -4,9 +4,9 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// adviceByReason tells the user what a condition reason means for them and
-// what to do next. It has an entry for every reason in api/v1, which a test
-// checks.
+// adviceByReason maps each condition reason to what it means for the user
+// and what to do next. A test checks that every reason in api/v1 has an
+// entry.
 var adviceByReason = map[lpmv1.Reason]string{
 	// A migration in progress, or one that succeeded.
 	lpmv1.ReasonPending: "The controller has not processed the migration yet. If it stays Pending, " +
@@ -14,7 +14,7 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonWaitingForAgents: "The lpm agents of the source and target nodes have not reported " +
 		"their checks yet. If this lasts, check that the agent runs on both nodes: kubectl get nodeagents.",
 	lpmv1.ReasonWaitingForSlot: "Other migrations use every slot under the controller's concurrency " +
-		"limits. This one starts when a slot frees up; see kubectl migrate list -A.",
+		"limits. This one starts when a slot frees up. See them with kubectl migrate list -A.",
 	lpmv1.ReasonInProgress:   "The migration runs. Follow it with kubectl migrate status NAME.",
 	lpmv1.ReasonChecksPassed: "Every preflight check passed.",
 	lpmv1.ReasonDryRun: "Every preflight check passed and nothing was changed. " +
@@ -145,7 +145,7 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"or move a pod with less memory, which freezes for less time.",
 	lpmv1.ReasonCleanupTimedOut: "An agent did not report that it cleaned up within the controller's " +
 		"cleanup deadline, so the controller went on without it. The agent's garbage collection removes " +
-		"what is left; read the agent's logs if this repeats.",
+		"what is left. Read the agent's logs if this repeats.",
 }
 
 // adviceFor returns what the user should do about reason. A reason that this

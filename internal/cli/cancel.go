@@ -145,7 +145,7 @@ func (o *cancelOptions) waitForRollback(ctx context.Context, c *clients, pm *lpm
 			pm.Namespace, pm.Spec.PodName, orNone(last.Status.SourceNode))
 		return nil
 	case errors.Is(err, errWaitTimedOut):
-		_, _ = fmt.Fprintf(out, "Stopped waiting after %s. The rollback of %s goes on; "+
+		_, _ = fmt.Fprintf(out, "Stopped waiting after %s. The rollback of %s goes on, and "+
 			"the controller removes the PodMigration once both agents have cleaned up.\n",
 			formatDuration(o.timeout), pm.Name)
 		return reportedError(ExitWaitTimedOut, fmt.Errorf("timed out waiting for the rollback of %s", pm.Name))

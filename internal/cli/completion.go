@@ -14,15 +14,19 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// completionTimeout bounds the API requests of one shell completion, so a
-// slow or unreachable API server never blocks the shell for long.
+// completionTimeout bounds the API request of one shell completion, so that
+// a slow or unreachable API server holds up the shell for 5s at most.
 const completionTimeout = 5 * time.Second
 
 type completionFunc = func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective)
 
+// nameLister lists the names of one kind of object, in namespace ns when
+// the kind is namespaced.
+type nameLister func(ctx context.Context, c client.Client, ns string) ([]string, error)
+
 // completeNames lists names with list and returns those that start with
 // toComplete. It completes only the first positional argument.
-func completeNames(root *rootOptions, list func(ctx context.Context, c client.Client, ns string) ([]string, error)) completionFunc {
+func completeNames(root *rootOptions, list nameLister) completionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -32,7 +36,7 @@ func completeNames(root *rootOptions, list func(ctx context.Context, c client.Cl
 }
 
 // completeFlagNames is completeNames for a flag's value.
-func completeFlagNames(root *rootOptions, list func(ctx context.Context, c client.Client, ns string) ([]string, error)) completionFunc {
+func completeFlagNames(root *rootOptions, list nameLister) completionFunc {
 	return func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		c, err := root.getClients()
 		if err != nil {
@@ -112,9 +116,9 @@ func listMigrationNames(ctx context.Context, c client.Client, ns string) ([]stri
 
 func listPullSecretNames(ctx context.Context, c client.Client, ns string) ([]string, error) {
 	secrets := &corev1.SecretList{}
+	dockerConfig := fields.OneTermEqualSelector("type", string(corev1.SecretTypeDockerConfigJson))
 	if err := c.List(ctx, secrets, client.InNamespace(ns),
-		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("type", string(corev1.SecretTypeDockerConfigJson))},
-	); err != nil {
+		client.MatchingFieldsSelector{Selector: dockerConfig}); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(secrets.Items))

@@ -58,8 +58,9 @@ func formatPhaseLine(mark string, phase lpmv1.MigrationPhase, elapsed string, de
 	return strings.TrimRight(fmt.Sprintf("  %s %-19s %7s  %s", mark, phase, elapsed, detail), " ")
 }
 
-// liveFrame returns the lines of the live display at local time now. final
-// lines no longer change; live lines are redrawn on the next frame.
+// liveFrame returns the lines of the live display at local time now. The
+// final lines no longer change, and the live lines are redrawn on the next
+// frame.
 func (t *progressTracker) liveFrame(now time.Time, spinner int) (final, live []string) {
 	for i, e := range t.entries {
 		if isTerminalPhase(e.phase) {

@@ -16,13 +16,13 @@ import (
 )
 
 // stepPause separates the fake controller's status writes, so that the
-// command under test sees each one as a watch event of its own.
+// command under test receives each one as a watch event of its own.
 const stepPause = 50 * time.Millisecond
 
 // fakeController plays the lpm controller and both node agents in the
 // command tests: it writes, step by step, the status that they would write
-// for a migration. It is a fake because no real controller or agent runs
-// against the test API server; the real ones need kubelets and CRIU.
+// for a migration. It is a fake because the real controller and agents
+// need kubelets and CRIU, which the test API server lacks.
 type fakeController struct {
 	t *testing.T
 }
@@ -192,8 +192,9 @@ func (f *fakeController) failTransfer(ctx context.Context, pm *lpmv1.PodMigratio
 	})
 }
 
-// dryRun answers a dry run: it passes, or the agent of role ("source" or
-// "target") fails its checks with reason and message.
+// dryRun writes the outcome of a dry run: every check passes, or the agent
+// of failRole ("source" or "target") fails its checks with reason and
+// message.
 func (f *fakeController) dryRun(ctx context.Context, pm *lpmv1.PodMigration, source, target, failRole string,
 	reason lpmv1.Reason, message string) {
 	f.write(ctx, pm, func(s *lpmv1.PodMigrationStatus) {

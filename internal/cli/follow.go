@@ -88,7 +88,7 @@ func (f *follower) run(ctx context.Context) (*lpmv1.PodMigration, error) {
 }
 
 // watchFrom watches from resourceVersion on. done is true when following
-// should stop; false with a nil error means the watch must start again.
+// should stop. done false with a nil error means the watch must start again.
 func (f *follower) watchFrom(ctx context.Context, resourceVersion string, tickC <-chan time.Time) (
 	last *lpmv1.PodMigration, done bool, err error) {
 	lw := &cache.ListWatch{

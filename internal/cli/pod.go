@@ -77,7 +77,7 @@ and the command prints how to cancel it.`,
 	flags.BoolVar(&o.request.dryRun, "dry-run", false,
 		"Run the preflight checks only, the agents' checks included, without touching the pod.")
 	flags.DurationVar(&o.request.timeout, "timeout", 0,
-		"Maximum duration of the whole migration, between 1s and 12h (spec.timeouts.overall; default 30m). "+
+		"Maximum duration of the whole migration, between 1s and 12h (spec.timeouts.overall, default 30m). "+
 			"The command waits this long plus 30s for the result.")
 	flags.StringVar(&o.request.transfer, "transfer", "",
 		"How the checkpoint images reach the target node: direct (agent to agent, the default) or registry.")
@@ -148,7 +148,7 @@ func (o *podOptions) run(ctx context.Context) error {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("pod %q not found in namespace %q", o.spec.PodName, o.namespace)
 	case apierrors.IsForbidden(err):
-		// The PodMigration may still be allowed; the controller checks the pod.
+		// The user may still create PodMigrations, and the controller checks the pod.
 	case err != nil:
 		return fmt.Errorf("failed to get pod %s/%s: %w", o.namespace, o.spec.PodName, err)
 	default:

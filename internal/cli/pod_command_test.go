@@ -272,7 +272,7 @@ func TestPodWaitTimesOut(t *testing.T) {
 	ns := newNamespace(ctx, t)
 	createRunningPod(ctx, t, ns, "web", "node-a", []string{"app"})
 
-	// No controller answers: the wait lasts the 1s timeout plus the 1s
+	// No controller runs, so the wait lasts the 1s timeout plus the 1s
 	// grace of testDeps.
 	start := time.Now()
 	res := runCLI(ctx, t, testDeps(), "-n", ns, "pod", "web", "--timeout", "1s")

@@ -100,9 +100,9 @@ func (t *progressTracker) recordPhases(transitions []lpmv1.PhaseTransition, now 
 	}
 
 	// Of several phases that one version reveals, only the last began
-	// just now. Those that the controller entered in the same status
-	// write, with the same recorded time, began at the same moment; the
-	// others began earlier, at a local time nobody saw.
+	// just now. Phases with the same recorded time began in the same
+	// status write, so at the same moment. The others began earlier, at
+	// a local time that no event showed.
 	last := transitions[len(transitions)-1]
 	for _, tr := range transitions[firstNew:] {
 		entry := phaseEntry{phase: tr.Phase, entered: tr.Time.Time}
@@ -138,7 +138,7 @@ func phaseHistory(pm *lpmv1.PodMigration) []lpmv1.PhaseTransition {
 
 // phaseDuration returns how long the migration stayed in the phase of entry
 // i: until the next phase, or until now for the current phase. ok is false
-// when the records cannot tell; coarse is true when the duration comes from
+// when the records cannot tell. coarse is true when the duration comes from
 // the recorded transitions, which have whole seconds only.
 func (t *progressTracker) phaseDuration(i int, now time.Time) (d time.Duration, coarse, ok bool) {
 	start := t.entries[i]
@@ -208,9 +208,9 @@ func isTerminalPhase(p lpmv1.MigrationPhase) bool {
 }
 
 // checkpointFigures returns the number of checkpointed containers and the
-// sum of their archive sizes. The controller's status.containers is
-// complete once the checkpoint ends; before that the source agent's list
-// grows as each container is done.
+// sum of their archive sizes. The controller fills status.containers once
+// the checkpoint ends. Before that, the source agent's list grows as each
+// container is done.
 func checkpointFigures(pm *lpmv1.PodMigration) (containers int, bytes int64) {
 	if len(pm.Status.Containers) > 0 {
 		for _, c := range pm.Status.Containers {
@@ -233,8 +233,8 @@ func checkpointFigures(pm *lpmv1.PodMigration) (containers int, bytes int64) {
 
 // transferBytes returns the checkpoint image bytes received by the target
 // node and the total to receive (0 while unknown). The target agent's own
-// figures are the most recent; the controller's copy in
-// status.transferProgress is the fallback.
+// figures are the most recent, so the controller's copy in
+// status.transferProgress is only the fallback.
 func transferBytes(pm *lpmv1.PodMigration) (done, total int64) {
 	if t := pm.Status.Target; t != nil && (t.BytesDone > 0 || t.BytesTotal > 0) {
 		return t.BytesDone, t.BytesTotal

@@ -119,7 +119,7 @@ func fullMigration() *lpmv1.PodMigration {
 	pm.Status.Source = &lpmv1.SourceAgentStatus{
 		LogPath: "/var/lib/lpm/web-x7k2p/logs",
 		Containers: []lpmv1.SourceContainerStatus{
-			{Name: "app", ImageBytes: 41 * mib, Image: "registry.example.com/ops:web-app-0b0d6c1e"},
+			{Name: "app", ImageBytes: 41 * mib, Image: "registry.example.com/ops:web-app-0b0d"},
 			{Name: "sidecar", ArchiveBytes: 8 * mib, PagesWritten: 2048},
 		},
 		Conditions: []metav1.Condition{{Type: lpmv1.AgentConditionPrepared, Status: metav1.ConditionTrue,
@@ -171,7 +171,7 @@ Phases:
   Failed               Sun, 01 Mar 2026 10:00:20 +0000   
 Containers:
   NAME      ARCHIVE    IMAGE SIZE   FREEZING   FROZEN   PAGES WRITTEN   RESTORED   CHECKPOINT IMAGE
-  app       40.0 MiB   41.0 MiB     3ms        900ms    10240           false      registry.example.com/ops:web-app-0b0d6c1e
+  app       40.0 MiB   41.0 MiB     3ms        900ms    10240           false      registry.example.com/ops:web-app-0b0d
   sidecar   8.0 MiB    <none>       <none>     <none>   2048            false      <none>
 Conditions:
   TYPE               STATUS   REASON           AGE   MESSAGE
@@ -213,7 +213,8 @@ func TestWriteStatusWithoutEvents(t *testing.T) {
 }
 
 func TestCheckRows(t *testing.T) {
-	prepared := func(role string, status metav1.ConditionStatus, reason lpmv1.Reason, message string) func(*lpmv1.PodMigration) {
+	prepared := func(role string, status metav1.ConditionStatus, reason lpmv1.Reason,
+		message string) func(*lpmv1.PodMigration) {
 		return func(pm *lpmv1.PodMigration) {
 			c := []metav1.Condition{{Type: lpmv1.AgentConditionPrepared, Status: status, Reason: string(reason),
 				Message: message, LastTransitionTime: metav1.NewTime(t0)}}

@@ -28,7 +28,7 @@ const defaultWaitGrace = 30 * time.Second
 // Deps are the parts of the environment that the commands use and tests
 // replace.
 type Deps struct {
-	// Clock tells the time and drives the progress display.
+	// Clock is the source of the current time and of the display's ticks.
 	Clock clock.WithTicker
 	// IsTerminal reports whether a stream is an interactive terminal that
 	// accepts cursor movement.

@@ -63,8 +63,8 @@ of the controller and of both agents, and the PodMigration's events.`,
 func migrationNameFromArgs(args []string, commandPath string) (string, error) {
 	switch len(args) {
 	case 0:
-		return "", usageErrorf("missing PodMigration name: run '%s NAME'; "+
-			"'kubectl migrate list' shows the names", commandPath)
+		return "", usageErrorf("missing PodMigration name: run '%s NAME'. "+
+			"'kubectl migrate list' lists the names", commandPath)
 	case 1:
 		return args[0], validateObjectName("PodMigration name", args[0])
 	default:

@@ -205,8 +205,8 @@ func createRunningPod(ctx context.Context, t *testing.T, ns, name, node string, 
 	return pod
 }
 
-// createNode creates a Node; with ready it also reports Ready and
-// allocatable resources, as a kubelet would.
+// createNode creates a Node. With ready set, the node also reports Ready
+// and allocatable resources, as a kubelet would.
 func createNode(ctx context.Context, t *testing.T, name string, ready bool) {
 	t.Helper()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -231,7 +231,7 @@ func createNode(ctx context.Context, t *testing.T, name string, ready bool) {
 	}
 
 	// The API server's TaintNodesByCondition admission taints a new node
-	// not-ready; the node lifecycle controller, which envtest lacks,
+	// not-ready. The node lifecycle controller, which envtest lacks,
 	// removes the taint once the node reports Ready.
 	node.Spec.Taints = nil
 	if err := testClient.Update(ctx, node); err != nil {

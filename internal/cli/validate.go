@@ -30,8 +30,8 @@ const (
 	outputYAML = "yaml"
 )
 
-// migrationRequest is what the user asks for on the command line of
-// "kubectl migrate pod" and "kubectl migrate check".
+// migrationRequest contains the arguments and flags of "kubectl migrate
+// pod" that shape the PodMigration.
 type migrationRequest struct {
 	podName    string
 	targetNode string
@@ -72,14 +72,14 @@ func validateOutput(format string) error {
 }
 
 // validateObjectName returns a usage error unless name is a valid name for
-// a Kubernetes object (a DNS subdomain). what names the value in the
+// a Kubernetes object (a DNS subdomain). label names the value in the
 // message, for example "pod name" or "--to".
-func validateObjectName(what, name string) error {
+func validateObjectName(label, name string) error {
 	if name == "" {
-		return usageErrorf("missing %s", what)
+		return usageErrorf("missing %s", label)
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return usageErrorf("invalid %s %q: %s", what, name, strings.Join(errs, "; "))
+		return usageErrorf("invalid %s %q: %s", label, name, strings.Join(errs, ", "))
 	}
 	return nil
 }
@@ -115,8 +115,8 @@ func parseTransferMode(value, registry string) (lpmv1.TransferMode, error) {
 	}
 }
 
-// buildSpec validates the request and returns the PodMigration spec it asks
-// for. Every error is a usage error that names the flag and the fix.
+// buildSpec validates the request and returns the PodMigration spec that it
+// describes. Every error is a usage error that names the flag and the fix.
 func (r *migrationRequest) buildSpec() (lpmv1.PodMigrationSpec, error) {
 	spec := lpmv1.PodMigrationSpec{PodName: r.podName, DryRun: r.dryRun}
 

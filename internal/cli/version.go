@@ -52,7 +52,7 @@ server's version and whether the API server serves lpm.dev/v1 PodMigrations.`,
 			return writeServerVersion(cmd.Context(), root)
 		},
 	}
-	cmd.Flags().BoolVar(&clientOnly, "client", false, "Print the client version only; contact no server.")
+	cmd.Flags().BoolVar(&clientOnly, "client", false, "Print the client version only, without contacting the API server.")
 	return cmd
 }
 
@@ -71,7 +71,7 @@ func writeServerVersion(_ context.Context, root *rootOptions) error {
 	resources, err := c.discovery.ServerResourcesForGroupVersion(lpmv1.GroupVersion.String())
 	switch {
 	case apierrors.IsNotFound(err):
-		_, _ = fmt.Fprintf(out, "lpm API: %s is not served; install the lpm CRDs\n", lpmv1.GroupVersion)
+		_, _ = fmt.Fprintf(out, "lpm API: %s is not served. Install the lpm CRDs.\n", lpmv1.GroupVersion)
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to discover %s: %w", lpmv1.GroupVersion, err)
@@ -82,6 +82,6 @@ func writeServerVersion(_ context.Context, root *rootOptions) error {
 			return nil
 		}
 	}
-	_, _ = fmt.Fprintf(out, "lpm API: %s is served without podmigrations; update the lpm CRDs\n", lpmv1.GroupVersion)
+	_, _ = fmt.Fprintf(out, "lpm API: %s is served without podmigrations. Update the lpm CRDs.\n", lpmv1.GroupVersion)
 	return nil
 }
