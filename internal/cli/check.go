@@ -37,7 +37,7 @@ type checkOptions struct {
 	local      bool
 	output     string
 
-	// podName or nodeName is set, from the argument.
+	// podName or nodeName, whichever the argument names.
 	podName  string
 	nodeName string
 }

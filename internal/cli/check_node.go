@@ -202,8 +202,8 @@ func writeNodeReport(out io.Writer, nodeName string, verdicts []podVerdict) erro
 
 	_, _ = fmt.Fprintf(out, "%d of %s on node %s can move.\n", movable, plural(len(verdicts), "pod"), nodeName)
 	if movable < len(verdicts) {
-		return reportedError(ExitFailed, fmt.Errorf("%d pods of node %s cannot move", len(verdicts)-movable,
-			nodeName))
+		return reportedError(ExitFailed, fmt.Errorf("%s of node %s cannot move",
+			plural(len(verdicts)-movable, "pod"), nodeName))
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ const (
 	clientBurst = 100
 )
 
-// scheme knows the built-in kinds and lpm.dev/v1.
+// scheme registers the built-in kinds and lpm.dev/v1.
 var scheme = newScheme()
 
 func newScheme() *runtime.Scheme {

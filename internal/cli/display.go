@@ -46,7 +46,7 @@ func newProgressDisplay(out io.Writer, deps Deps, tracker *progressTracker) prog
 	return &plainDisplay{out: out, clock: deps.Clock, tracker: tracker}
 }
 
-// phaseMark is the mark in front of a phase line of the live display.
+// phaseMark returns the mark in front of a phase line of the live display.
 func phaseMark(ended bool, spinner int) string {
 	if ended {
 		return "✓"

@@ -25,7 +25,7 @@ const (
 )
 
 // ErrInterrupted is the cause the caller gives the context when the user
-// interrupts the command, so that a wait stops and says how to cancel.
+// interrupts the command, so that a wait stops and prints how to cancel.
 var ErrInterrupted = errors.New("interrupted")
 
 // errWaitTimedOut is the cause of the wait context's deadline.

@@ -124,8 +124,8 @@ func (o *podOptions) complete(cmd *cobra.Command, args []string) error {
 	return err
 }
 
-// progressOut is where progress goes: standard output, unless -o reserves
-// it for the printed object.
+// progressOut returns the stream for progress: standard output, unless -o
+// reserves it for the printed object.
 func (o *podOptions) progressOut() io.Writer {
 	if o.output != outputNone {
 		return o.root.streams.ErrOut
@@ -148,7 +148,8 @@ func (o *podOptions) run(ctx context.Context) error {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("pod %q not found in namespace %q", o.spec.PodName, o.namespace)
 	case apierrors.IsForbidden(err):
-		// The user may still create PodMigrations, and the controller checks the pod.
+		// The user may not read pods but may still create PodMigrations,
+		// and the controller checks the pod.
 	case err != nil:
 		return fmt.Errorf("failed to get pod %s/%s: %w", o.namespace, o.spec.PodName, err)
 	default:
