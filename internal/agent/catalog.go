@@ -12,10 +12,10 @@ import (
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
 )
 
-// Catalog decides per request what the transfer server serves: an offer
-// the agent registered, and only while the PodMigration, read again now,
-// still names this node as its source and the same target, and has not
-// failed, succeeded or been deleted.
+// Catalog decides per request what the transfer server serves. It serves
+// an offer the agent registered only while the PodMigration, read again at
+// the request, names this node as its source and the offer's target, and
+// has not failed, succeeded or been deleted.
 type Catalog struct {
 	Client   client.Reader
 	Offers   *transfer.OfferSet

@@ -104,10 +104,10 @@ func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
 	return a.store.Delete(rec.UID, rec.Role)
 }
 
-// settleOrphanedSource decides for frozen containers of a migration that
-// vanished while the agent was down: if its restored pod runs, the
-// migration succeeded and the source must never run again; otherwise the
-// source is thawed.
+// settleOrphanedSource handles the frozen containers of a migration that
+// vanished while the agent was down. If its restored pod runs, the
+// migration succeeded and the source must never run again, so it is
+// killed. Otherwise the source is thawed.
 func (a *Agent) settleOrphanedSource(ctx context.Context, rec *state.Record) error {
 	restoredRuns := false
 	if rec.RestoredPod != "" {

@@ -248,8 +248,8 @@ func (w *world) boundToken(pod *corev1.Pod, aud string) string {
 
 // criCheckpointer calls the runtime's CRI CheckpointContainer, the call the
 // kubelet makes for its checkpoint API, with the kubelet's archive naming.
-// No kubelet runs in these tests; its own client is tested against a
-// server that answers like the kubelet.
+// No kubelet runs in these tests. The kubelet client is tested against a
+// server that returns the kubelet's responses.
 type criCheckpointer struct {
 	w *world
 	n *agentNode

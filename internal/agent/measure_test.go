@@ -23,8 +23,8 @@ import (
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
 )
 
-// fixedPeer stands in for the TokenReview in the measurement: it accepts
-// one token. The measured path is the TLS stream and the import.
+// fixedPeer replaces the TokenReview in the measurement and accepts one
+// token. The measured path is the TLS stream and the import.
 type fixedPeer struct{ token string }
 
 func (f fixedPeer) Authenticate(_ context.Context, token string) (*transfer.Peer, error) {

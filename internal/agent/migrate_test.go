@@ -406,6 +406,7 @@ func TestTwentyMigrationsLeaveNoDiskUsage(t *testing.T) {
 	// to its working size.
 	run(0)
 	startA, startB := diskUsage(t, a), diskUsage(t, b)
+	filesB := files(t, b.node.Dir+"/containerd")
 	for i := 1; i <= 20; i++ {
 		run(i)
 	}
@@ -416,7 +417,28 @@ func TestTwentyMigrationsLeaveNoDiskUsage(t *testing.T) {
 	const slack = 1 << 20
 	if endA > startA+slack || endB > startB+slack {
 		t.Errorf("disk usage grew: node-a %d -> %d, node-b %d -> %d bytes", startA, endA, startB, endB)
+		for path, size := range files(t, b.node.Dir+"/containerd") {
+			if size > filesB[path] {
+				t.Logf("node-b %s: %d -> %d bytes", path, filesB[path], size)
+			}
+		}
 	}
+}
+
+// files maps every regular file under dir to its size.
+func files(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			out[path] = info.Size()
+		}
+		return nil
+	})
+	return out
 }
 
 func diskUsage(t *testing.T, n *agentNode) int64 {

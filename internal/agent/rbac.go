@@ -1,8 +1,8 @@
 package agent
 
 // The agent's permissions. The kubelet authorises the checkpoint call as
-// the nodes/checkpoint subresource; the agent gets that and nothing
-// broader on nodes (never nodes/proxy, which reaches every kubelet API).
+// the nodes/checkpoint subresource. The agent gets that and nothing broader
+// on nodes: never nodes/proxy, which reaches every kubelet API.
 // Reading Secrets for registry transfers is not here: it is a separate
 // role (config/rbac/agent/registry_credentials_role.yaml) that a namespace
 // grants the agent only if it uses transfer mode Registry with a pull

@@ -168,8 +168,8 @@ func (a *Agent) sourcePod(ctx context.Context, pm *lpmv1.PodMigration) (*corev1.
 	return pod, containers, "", nil
 }
 
-// checkCheckpointable asks the runtime about each container: it must run,
-// not be frozen by someone else, and CRIU must be able to dump it.
+// checkCheckpointable checks each container with the runtime: it must run,
+// must not be frozen by someone else, and CRIU must be enabled.
 func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, containers []podContainer) (lpmv1.Reason,
 	error) {
 	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
@@ -205,7 +205,7 @@ func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, contai
 
 // checkpointTask cuts the pod (step 5) and builds and offers its images
 // (step 7). Every container is paused first, so none runs on past
-// another's checkpoint; the checkpoints follow one by one, each bounded by
+// another's checkpoint. The checkpoints follow one by one, each bounded by
 // what is left of the migration's checkpoint timeout.
 func (a *Agent) checkpointTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	log := logf.FromContext(ctx).WithValues("podMigration", pm.Namespace+"/"+pm.Name, "role", "source")
@@ -326,8 +326,8 @@ func checkpointReason(ctx context.Context, err error) lpmv1.Reason {
 }
 
 // localArchivePath maps the archive path the kubelet returned to the
-// agent's view of the checkpoint directory, and rejects any other path: a
-// kubelet answer never makes the agent read or delete another file.
+// agent's mount of the checkpoint directory. It rejects any other path, so
+// a kubelet response never makes the agent read or delete another file.
 func (a *Agent) localArchivePath(nodePath string) (string, error) {
 	dir, base := filepath.Split(nodePath)
 	if filepath.Clean(dir) != filepath.Clean(a.opts.CheckpointsDir) || !strings.HasPrefix(base, "checkpoint-") ||
@@ -606,9 +606,9 @@ func (a *Agent) removeArchives(ctx context.Context, rec *state.Record) {
 	a.removeStrayArchives(ctx, rec)
 }
 
-// removeStrayArchives deletes archives the kubelet wrote for this pod
-// after the checkpoint started but that the record does not name: the
-// agent stopped between the kubelet's answer and its own record.
+// removeStrayArchives deletes archives that the kubelet wrote for this pod
+// after the checkpoint started and that the record does not name, because
+// the agent stopped between the kubelet's response and its own record.
 func (a *Agent) removeStrayArchives(ctx context.Context, rec *state.Record) {
 	if rec.CheckpointStarted == nil {
 		return
@@ -628,8 +628,8 @@ func (a *Agent) removeStrayArchives(ctx context.Context, rec *state.Record) {
 }
 
 // sourceFinish ends the source's part after the restored pod was verified
-// (step 13): with sourcePolicy Delete the frozen containers are killed
-// (SIGKILL, then thaw, so they never run again); archives and images go.
+// (step 13). With sourcePolicy Delete the frozen containers are killed
+// (SIGKILL, then thaw, so they never run again). Archives and images go.
 func (a *Agent) sourceFinish(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) error {
 	if isTrue(sourceCondition(pm, lpmv1.AgentConditionCleanedUp)) && (rec == nil || rec.Finished) {
 		return nil

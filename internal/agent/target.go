@@ -425,13 +425,7 @@ func (a *Agent) removeImported(ctx context.Context, rec *state.Record) {
 		if c.Image == "" {
 			continue
 		}
-		var err error
-		if strings.HasPrefix(c.Image, "localhost/lpm/") {
-			err = a.runtime.RemoveImage(ctx, c.Image)
-		} else {
-			err = a.runtime.RemoveCRIImage(ctx, c.Image)
-		}
-		if err != nil {
+		if err := a.runtime.RemoveImage(ctx, c.Image); err != nil {
 			logf.FromContext(ctx).Error(err, "Failed to remove checkpoint image", "image", c.Image)
 		}
 	}

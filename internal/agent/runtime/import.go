@@ -252,7 +252,7 @@ func writeSmall(ctx context.Context, cs content.Store, req ImportRequest, desc o
 }
 
 // ingestLayer streams the layer into a content writer. An interrupted
-// stream resumes at the writer's offset; a stream that does not match the
+// stream resumes at the writer's offset. A stream that does not match the
 // digest is discarded, so nothing partial stays in the content store.
 func (r *Runtime) ingestLayer(ctx context.Context, req ImportRequest, desc ocispec.Descriptor,
 	src BlobSource) error {
@@ -357,9 +357,14 @@ func (r *Runtime) createImage(ctx context.Context, req ImportRequest) (images.Im
 	return created, nil
 }
 
-// RemoveImage deletes an image record and waits for containerd to collect
-// its content and snapshots. A missing image counts as removed.
+// RemoveImage removes an image and waits for containerd to collect its
+// content and snapshots. It removes the image through the CRI first, which
+// also drops the references the CRI plugin added by itself (the image ID),
+// and then the record itself. A missing image counts as removed.
 func (r *Runtime) RemoveImage(ctx context.Context, name string) error {
+	if err := r.RemoveCRIImage(ctx, name); err != nil {
+		return err
+	}
 	err := r.client.ImageService().Delete(ctx, name, images.SynchronousDelete())
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("failed to remove image %q: %w", name, err)
@@ -446,7 +451,7 @@ func (r *Runtime) ContainerRestored(ctx context.Context, containerID string) (bo
 }
 
 // ImagesInUse returns the image references and image IDs of every
-// container the CRI knows, running or not.
+// container the CRI lists, running or not.
 func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 	resp, err := r.cri.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {

@@ -3,14 +3,14 @@
 // runc and CRIU 4.x. containerd runs in its own mount namespace, pivoted
 // into an overlay of that root with a fresh /proc and /sys, a tmpfs /dev
 // with device nodes and a new devpts instance, so containerd, runc and
-// CRIU see one filesystem. The network namespace is the host's, so pods
-// is the host's, so containerd reaches the test's loopback servers; pods get
-// their own network namespaces on a bridge of the node's own, which has no
-// address on the host side, so pod traffic reaches nothing else.
+// CRIU see one filesystem. containerd shares the host's network namespace,
+// so it reaches the test's loopback servers. Pods get network namespaces of
+// their own on a bridge of their node, which has no address on the host
+// side, so pod traffic reaches nothing else.
 //
 // The test reaches containerd through a socket under the node's state
-// directory. Stop (registered with t.Cleanup) kills every container,
-// containerd, unmounts everything and removes the node's cgroups.
+// directory. Stop (registered with t.Cleanup) kills every container and
+// containerd, and removes the node's cgroups, bridge and state.
 package noderoot
 
 import (
@@ -58,10 +58,10 @@ type Config struct {
 type Node struct {
 	// Dir is the node's state directory on the host.
 	Dir string
-	// Socket is containerd's socket, as the host sees it.
+	// Socket is containerd's socket on the host.
 	Socket string
-	// LogDir is the directory that the node sees at /var/log/lpm and the
-	// host at LogDir; pods' log directories go there.
+	// LogDir is the host directory mounted at /var/log/lpm in the node;
+	// pods' log directories go there.
 	LogDir string
 	// CgroupParent is the cgroup under which pods of this node run.
 	CgroupParent string
@@ -224,9 +224,8 @@ func (n *Node) writeConfig() error {
 func (n *Node) Stop(t testing.TB) {
 	t.Helper()
 	if n.cmd != nil && n.cmd.Process != nil {
-		// Killing the namespace's only anchor (containerd, PID of the
-		// unshare'd shell exec) releases the mount namespace; shims and
-		// containers live in the node's cgroups and are killed below.
+		// The shell that unshare started execs containerd, so this kills
+		// containerd. Shims and containers outlive it and are killed below.
 		_ = n.cmd.Process.Kill()
 		_ = n.cmd.Wait()
 	}

@@ -140,7 +140,7 @@ func appLayer(binary string) (io.ReadCloser, error) {
 type Pod struct {
 	ID     string
 	Config *runtimeapi.PodSandboxConfig
-	// LogDir is the pod's log directory as the host sees it.
+	// LogDir is the pod's log directory on the host.
 	LogDir string
 }
 

@@ -1,9 +1,9 @@
 // Command testworkload is the process the agent's integration tests run in
 // containers. "counter" prints an increasing count every 100 ms, so a test
-// sees whether a restored process continued from its checkpoint or started
-// again from one; "counter N" first fills N MiB of memory, so its checkpoint
-// is large. "pause" sleeps until it is killed, as a sandbox's pause process
-// does.
+// can tell whether a restored process continued from its checkpoint or
+// started again from one. "counter N" first fills N MiB of memory, so its
+// checkpoint is large. "pause" sleeps until it is killed, as a sandbox's
+// pause process does.
 package main
 
 import (
