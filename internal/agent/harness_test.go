@@ -66,14 +66,15 @@ type world struct {
 
 // agentNode is a node with its containerd and agent.
 type agentNode struct {
-	name      string
-	node      *noderoot.Node
-	rt        *runtime.Runtime
-	stateDir  string
-	ckptDir   string
-	tokenFile string
-	endpoint  string
-	stop      context.CancelFunc
+	name         string
+	node         *noderoot.Node
+	rt           *runtime.Runtime
+	stateDir     string
+	ckptDir      string
+	tokenFile    string
+	endpoint     string
+	checkpointer agent.Checkpointer
+	stop         func()
 }
 
 func newWorld(t *testing.T) *world {
@@ -157,47 +158,12 @@ func (w *world) addNode(name string, opts nodeOptions) *agentNode {
 	n.endpoint = ln.Addr().String()
 	_ = ln.Close()
 
-	checkpointer := agent.Checkpointer(&criCheckpointer{w: w, n: n})
+	n.checkpointer = agent.Checkpointer(&criCheckpointer{w: w, n: n})
 	if opts.checkpointer != nil {
-		checkpointer = opts.checkpointer(n)
+		n.checkpointer = opts.checkpointer(n)
 	}
-	mgr, err := ctrl.NewManager(w.cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(t),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", name)},
-		}},
-		Logger: logf.Log.WithName(name),
-		// Several agents run in this one test process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(w.ctx)
-	n.stop = cancel
-	rtAgent, err := agent.Setup(ctx, mgr, agent.Config{
-		Options: agent.Options{NodeName: name, TransferEndpoint: n.endpoint,
-			CheckpointsDir: "/var/log/lpm/checkpoints", LocalCheckpointsDir: n.ckptDir, Snapshotter: "overlayfs",
-			Version: "test"},
-		StateDir: n.stateDir, ContainerdSocket: node.Socket, TransferListen: n.endpoint,
-		TransferTokenFile: n.tokenFile, TransferAudience: audience, PeerUsers: []string{peerUser},
-		InsecureRegistries: []string{w.reg.Host}, Checkpointer: checkpointer,
-		Heartbeat: 5 * time.Second, ProbeInterval: time.Minute, GCInterval: 2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent of %s stopped with error %v", name, err)
-		}
-		_ = rtAgent.Close()
-	})
+	w.startAgent(n)
+	t.Cleanup(func() { w.stopAgent(n) })
 	w.nodes[name] = n
 	w.waitFor(fmt.Sprintf("NodeAgent %s to publish its certificate", name), func() bool {
 		na := &lpmv1.NodeAgent{}
@@ -205,6 +171,56 @@ func (w *world) addNode(name string, opts nodeOptions) *agentNode {
 		return err == nil && na.Status.ServingCertificateSHA256 != "" && na.Status.Capabilities != nil
 	})
 	return n
+}
+
+// startAgent runs the node's agent on its state directory.
+func (w *world) startAgent(n *agentNode) {
+	t := w.t
+	t.Helper()
+	mgr, err := ctrl.NewManager(w.cfg, ctrl.Options{
+		Scheme:                 testenv.Scheme(t),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", n.name)},
+		}},
+		Logger: logf.Log.WithName(n.name),
+		// Several agents run in this one test process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	rt, err := agent.Setup(ctx, mgr, agent.Config{
+		Options: agent.Options{NodeName: n.name, TransferEndpoint: n.endpoint,
+			CheckpointsDir: "/var/log/lpm/checkpoints", LocalCheckpointsDir: n.ckptDir, Snapshotter: "overlayfs",
+			Version: "test"},
+		StateDir: n.stateDir, ContainerdSocket: n.node.Socket, TransferListen: n.endpoint,
+		TransferTokenFile: n.tokenFile, TransferAudience: audience, PeerUsers: []string{peerUser},
+		InsecureRegistries: []string{w.reg.Host}, Checkpointer: n.checkpointer,
+		Heartbeat: 5 * time.Second, ProbeInterval: time.Minute, GCInterval: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	n.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent of %s stopped with error %v", n.name, err)
+		}
+		_ = rt.Close()
+	}
+}
+
+// stopAgent stops the node's agent, as a crash or an upgrade would.
+func (w *world) stopAgent(n *agentNode) {
+	if n.stop != nil {
+		n.stop()
+		n.stop = nil
+	}
 }
 
 func (w *world) createNode(name string) {
@@ -288,11 +304,18 @@ type sourcePod struct {
 }
 
 func (w *world) runCounter(n *agentNode, name string, mutate func(*corev1.Pod), args ...string) *sourcePod {
+	w.t.Helper()
+	return w.runCounterFrom(n, name, w.images.Counter, mutate, args...)
+}
+
+// runCounterFrom runs a counter from a given image.
+func (w *world) runCounterFrom(n *agentNode, name, image string, mutate func(*corev1.Pod),
+	args ...string) *sourcePod {
 	t := w.t
 	t.Helper()
 	uid := fmt.Sprintf("%s-%d", name, w.counter.Add(1))
 	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
-	id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, "counter", w.images.Counter, args...)
+	id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, "counter", image, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +325,7 @@ func (w *world) runCounter(n *agentNode, name string, mutate func(*corev1.Pod), 
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: corev1.PodSpec{NodeName: n.name,
-			Containers: []corev1.Container{{Name: "counter", Image: w.images.Counter}}},
+			Containers: []corev1.Container{{Name: "counter", Image: image}}},
 	}
 	if mutate != nil {
 		mutate(pod)
@@ -310,7 +333,7 @@ func (w *world) runCounter(n *agentNode, name string, mutate func(*corev1.Pod), 
 	if err := w.c.Create(w.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	w.setRunning(pod, n, id, w.images.Counter)
+	w.setRunning(pod, n, id, image)
 	return &sourcePod{pod: pod, cri: criPod, id: id, logPath: logPath, node: n}
 }
 

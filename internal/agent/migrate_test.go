@@ -324,6 +324,29 @@ func TestMigrationFailures(t *testing.T) {
 		w.waitNoLeftovers(small)
 	})
 
+	t.Run("base image missing on the target", func(t *testing.T) {
+		w.t = t
+		// The source node knows this image by name and ID only, as after
+		// loading it from a file: the target cannot pull it.
+		image := "localhost/lpm-test/imported:v1"
+		testenv.ImportCounterImage(w.ctx, t, a.rt, image)
+		src := w.runCounterFrom(a, "imported", image, nil)
+		pm := w.newMigration(src, b.name, nil)
+		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionPrepared), "target Prepared",
+			lpmv1.ReasonBaseImageUnavailable)
+		if st := taskState(t, w.ctx, a, src.id); st != runtime.TaskRunning {
+			t.Errorf("source task = %s, want running: the migration must fail before the cut", st)
+		}
+		w.setPhase(pm, lpmv1.PhaseFailed)
+		if err := w.c.Delete(w.ctx, pm); err != nil {
+			t.Fatal(err)
+		}
+		w.removePod(a, src.pod.Name, src.cri)
+		if err := a.rt.RemoveImage(w.ctx, image); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("runtime without CRIU", func(t *testing.T) {
 		w.t = t
 		nocriu := w.addNode("node-nocriu", nodeOptions{node: noderoot.Config{DisableCRIU: true}})
@@ -464,4 +487,34 @@ func du(t *testing.T, dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// TestAgentRestartSettlesVanishedMigration stops the source agent while it
+// holds the source frozen and deletes the migration while the agent is
+// down. Started again, the agent must thaw the source, and both nodes must
+// end up holding nothing of the migration.
+func TestAgentRestartSettlesVanishedMigration(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runCounter(a, "restart", nil)
+	pm := w.checkpointAndServe(src, b, nil)
+	w.setPhase(pm, lpmv1.PhasePreparingImages)
+	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady")
+
+	w.stopAgent(a)
+	if st := taskState(t, w.ctx, a, src.id); st != runtime.TaskPaused {
+		t.Fatalf("source task after the agent stopped = %s, want paused", st)
+	}
+	if err := w.c.Delete(w.ctx, pm); err != nil {
+		t.Fatal(err)
+	}
+	w.startAgent(a)
+
+	w.waitFor("the restarted agent to thaw the source", func() bool {
+		return taskState(t, w.ctx, a, src.id) == runtime.TaskRunning
+	})
+	counts := testenv.Counts(t, src.logPath)
+	testenv.WaitForCount(t, src.logPath, counts[len(counts)-1]+3, 30*time.Second)
+	w.removePod(a, src.pod.Name, src.cri)
+	w.waitNoLeftovers(a, b)
 }

@@ -41,6 +41,14 @@ func (a *Agent) reconcileSource(ctx context.Context, pm *lpmv1.PodMigration, rec
 	error) {
 	key := taskKey(string(pm.UID), state.RoleSource)
 	restored := meta(pm.Status.Conditions, lpmv1.ConditionRestored)
+	// Remember the restored pod: if the migration vanishes while the agent
+	// is down, a running restored pod means the frozen source must die.
+	if rec != nil && pm.Status.RestoredPod != "" && rec.RestoredPod != pm.Status.RestoredPod {
+		rec.RestoredPod = pm.Status.RestoredPod
+		if err := a.store.Save(rec); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	switch {
 	case pm.DeletionTimestamp != nil || pm.Status.Phase == lpmv1.PhaseFailed:
 		a.tasks.stop(key)

@@ -20,11 +20,13 @@ type Error struct {
 	Err error
 }
 
+// Error returns the kubelet's response or the transport failure. The reason
+// is not repeated: callers put it into the condition's reason.
 func (e *Error) Error() string {
 	if e.StatusCode != 0 {
-		return fmt.Sprintf("%s: kubelet returned %d: %s", e.Reason, e.StatusCode, e.Message)
+		return fmt.Sprintf("kubelet returned %d: %s", e.StatusCode, e.Message)
 	}
-	return fmt.Sprintf("%s: %s", e.Reason, e.Message)
+	return e.Message
 }
 
 func (e *Error) Unwrap() error { return e.Err }
