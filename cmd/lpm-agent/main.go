@@ -140,7 +140,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
+	defer func() { _ = rt.Close() }()
 	ctrl.Log.Info("Starting lpm-agent", "node", cfg.NodeName, "version", version,
 		"transferEndpoint", cfg.TransferEndpoint)
 	return mgr.Start(ctx)

@@ -62,7 +62,7 @@ func TestMeasureBuildImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rt.Close()
+	defer func() { _ = rt.Close() }()
 
 	for _, field := range splitComma(sizes) {
 		mib, err := strconv.Atoi(field)
@@ -142,7 +142,7 @@ func measureDirect(ctx context.Context, t *testing.T, rt *runtime.Runtime, img *
 	}
 	srv := &http.Server{Handler: server, TLSConfig: server.TLSConfig(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("t"), 0o600); err != nil {
 		t.Fatal(err)

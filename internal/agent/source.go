@@ -393,7 +393,7 @@ func inspectFile(path string) (*archive.Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open checkpoint archive: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return archive.Inspect(f, archive.Limits{})
 }
 

@@ -289,7 +289,7 @@ func checkRootfsDiff(r io.Reader, limits Limits) error {
 		if err != nil {
 			return invalid(metadata.RootFsDiffTar, "invalid gzip stream: %v", err)
 		}
-		defer gz.Close()
+		defer func() { _ = gz.Close() }()
 		// The decompressed size is bounded like the archive itself.
 		nested = &countingReader{r: gz, max: limits.MaxBytes}
 	}

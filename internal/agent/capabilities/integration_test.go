@@ -23,7 +23,7 @@ func TestProbeRealNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rt.Close()
+		defer func() { _ = rt.Close() }()
 
 		report, err := Host{}.Probe(ctx, rt)
 		if err != nil {

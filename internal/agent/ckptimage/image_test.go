@@ -26,7 +26,7 @@ func buildTestImage(t *testing.T) (*Image, string, digest.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info, err := archive.Inspect(f, archive.Limits{})
 	if err != nil {
 		t.Fatalf("Inspect() error = %v", err)
@@ -49,7 +49,7 @@ func fileDigest(t *testing.T, path string) digest.Digest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		t.Fatal(err)

@@ -174,7 +174,7 @@ func (c *Client) post(ctx context.Context, target string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, transportError(ctx, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
 		return 0, nil, transportError(ctx, err)

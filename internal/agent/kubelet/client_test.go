@@ -66,7 +66,7 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(k.status)
-	fmt.Fprint(w, k.body)
+	_, _ = fmt.Fprint(w, k.body)
 }
 
 func newTestClient(t *testing.T, server *httptest.Server, mutate func(*Config)) *Client {

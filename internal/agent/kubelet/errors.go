@@ -64,15 +64,15 @@ func classify(status int, body []byte) *Error {
 	lower := strings.ToLower(msg)
 	e := &Error{StatusCode: status, Message: msg}
 
-	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
 		e.Reason = lpmv1.ReasonKubeletUnauthorized
-	case status == http.StatusNotFound:
+	case http.StatusNotFound:
 		e.Reason = classifyNotFound(lower)
-	case status == http.StatusInternalServerError:
+	case http.StatusInternalServerError:
 		e.Reason = classifyRuntimeError(lower)
-	case status == http.StatusBadGateway || status == http.StatusServiceUnavailable ||
-		status == http.StatusGatewayTimeout || status == http.StatusTooManyRequests:
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+		http.StatusTooManyRequests:
 		e.Reason = lpmv1.ReasonKubeletUnavailable
 	default:
 		e.Reason = lpmv1.ReasonCheckpointFailed

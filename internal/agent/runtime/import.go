@@ -229,7 +229,7 @@ func fetchSmall(ctx context.Context, desc ocispec.Descriptor, src BlobSource) ([
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrSource, desc.Digest, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrSource, desc.Digest, err)
@@ -270,7 +270,7 @@ func (r *Runtime) ingestLayer(ctx context.Context, req ImportRequest, desc ocisp
 	if err != nil {
 		return fmt.Errorf("failed to open a containerd writer for %s: %w", desc.Digest, err)
 	}
-	defer w.Close()
+	defer func() { _ = w.Close() }()
 
 	if err := copyLayer(ctx, w, req, desc, src); err != nil {
 		_ = cs.Abort(context.WithoutCancel(ctx), ref)
@@ -295,7 +295,7 @@ func copyLayer(ctx context.Context, w content.Writer, req ImportRequest, desc oc
 	if err != nil {
 		return fmt.Errorf("%w: layer %s: %w", ErrSource, desc.Digest, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 
 	counter := &progressWriter{w: w, done: ws.Offset, total: desc.Size, report: req.Progress}
 	n, err := io.Copy(counter, io.LimitReader(rc, desc.Size-ws.Offset+1))

@@ -172,7 +172,7 @@ func buildImage(t *testing.T, archivePath, container string) *ckptimage.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info, err := archive.Inspect(f, archive.Limits{})
 	if err != nil {
 		t.Fatalf("Inspect() of a real archive error = %v", err)

@@ -157,7 +157,7 @@ func (s *Store) Save(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("failed to write state of migration %s: %w", rec.UID, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("failed to write state of migration %s: %w", rec.UID, err)

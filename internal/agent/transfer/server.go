@@ -161,11 +161,15 @@ func validUID(s string) bool {
 		return false
 	}
 	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+		if !isLowerAlnumOrDash(c) {
 			return false
 		}
 	}
 	return true
+}
+
+func isLowerAlnumOrDash(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
 }
 
 func validLabel(s string) bool {
@@ -173,7 +177,7 @@ func validLabel(s string) bool {
 		return false
 	}
 	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+		if !isLowerAlnumOrDash(c) {
 			return false
 		}
 	}
@@ -280,7 +284,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, img *ckptimag
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	w.Header().Set("Content-Type", string(img.Layer.MediaType))
 	w.Header().Set("Content-Length", strconv.FormatInt(img.Layer.Size, 10))
 	// ServeContent answers Range requests, which a target uses to resume.

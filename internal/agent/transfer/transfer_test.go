@@ -70,7 +70,7 @@ func newTestImage(t *testing.T, dir string, pagesBytes int64) *ckptimage.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info, err := archive.Inspect(f, archive.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func readBlob(ctx context.Context, src *Source, desc ocispec.Descriptor, offset 
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	return io.ReadAll(rc)
 }
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -30,7 +31,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"log"
 )
 
 // Registry is an OCI registry on loopback.
@@ -241,7 +241,7 @@ func Counts(t testing.TB, logPath string) []int {
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var counts []int
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
