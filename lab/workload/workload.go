@@ -191,6 +191,8 @@ type Migration struct {
 	// OnChange is called with the PodMigration each time its phase or a
 	// condition changes.
 	OnChange func(pm *lpmv1.PodMigration, change string)
+	// OnPoll, when set, is called with the PodMigration after each poll.
+	OnPoll func(pm *lpmv1.PodMigration)
 }
 
 // Run creates the PodMigration and waits until it succeeds or fails, or
@@ -227,6 +229,9 @@ func (m Migration) Wait(ctx context.Context, c *Clients, timeout time.Duration,
 						m.OnChange(pm, change)
 					}
 				}
+			}
+			if m.OnPoll != nil {
+				m.OnPoll(pm)
 			}
 			if done(pm) {
 				return pm, nil

@@ -135,8 +135,9 @@ func nodeIndex(name string) int {
 	return -1
 }
 
-// checkpointImages lists the checkpoint images in a node's containerd.
-func checkpointImages(t *testing.T, nodeName string) []string {
+// checkpointImages lists the checkpoint images of a namespace's pods in a
+// node's containerd: lpm names them localhost/lpm/<namespace>/...
+func checkpointImages(t *testing.T, nodeName, namespace string) []string {
 	t.Helper()
 	out, err := labNode(t, nodeName).Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "images", "ls", "-q")
 	if err != nil {
@@ -144,24 +145,24 @@ func checkpointImages(t *testing.T, nodeName string) []string {
 	}
 	var imgs []string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if strings.HasPrefix(line, "localhost/lpm/") && !strings.HasPrefix(line, "localhost/lpm/controller") &&
-			!strings.HasPrefix(line, "localhost/lpm/agent") {
+		if strings.HasPrefix(line, "localhost/lpm/"+namespace+"/") {
 			imgs = append(imgs, line)
 		}
 	}
 	return imgs
 }
 
-// archives lists the checkpoint archives on a node: the kubelet's and
-// those in the agent's state directory.
-func archives(t *testing.T, nodeName string) []string {
+// archives lists the checkpoint archives of a namespace's pods on a node:
+// the kubelet's (named checkpoint-<pod>_<namespace>-<container>-<time>.tar)
+// and those in the agent's state directory.
+func archives(t *testing.T, nodeName, namespace string) []string {
 	t.Helper()
 	dir := theLab.Instance().NodeDir(nodeIndex(nodeName))
-	var out []string
 	dirs := []string{filepath.Join(dir, "kubelet", "checkpoints"), filepath.Join(dir, "upper", "var", "lib", "lpm")}
+	var out []string
 	for _, d := range dirs {
 		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && !e.IsDir() && strings.HasSuffix(p, ".tar") {
+			if err == nil && !e.IsDir() && strings.HasSuffix(p, ".tar") && strings.Contains(p, namespace) {
 				out = append(out, p)
 			}
 			return nil

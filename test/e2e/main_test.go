@@ -137,12 +137,17 @@ func getPod(t *testing.T, namespace, name string) (*corev1.Pod, error) {
 	return pod, err
 }
 
+// podClient talks to the test pods. It keeps no idle connection open: CRIU
+// (through containerd's CRI checkpoint) cannot dump a process with an
+// established TCP connection, so a kept-alive connection would fail the
+// next migration.
+var podClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // httpGet returns the body of GET http://podIP:8080/path. The host routes
 // to every pod CIDR of the lab through the lab bridge.
 func httpGet(t *testing.T, podIP, path string) (string, error) {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s:8080%s", podIP, path))
+	resp, err := podClient.Get(fmt.Sprintf("http://%s:8080%s", podIP, path))
 	if err != nil {
 		return "", err
 	}
@@ -160,7 +165,7 @@ func httpPut(t *testing.T, podIP, path, body string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	resp, err := podClient.Do(req)
 	if err != nil {
 		return err
 	}

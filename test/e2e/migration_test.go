@@ -408,8 +408,8 @@ func TestMigrateDryRun(t *testing.T) {
 	requireLPM(t)
 	ns := newNamespace(t)
 	source, before := counterAfterWarmup(t, ns, "dry", nodeA)
-	archivesBefore := len(archives(t, nodeA))
-	imagesBefore := len(checkpointImages(t, nodeB))
+	archivesBefore := len(archives(t, nodeA, ns))
+	imagesBefore := len(checkpointImages(t, nodeB, ns))
 	pm := migrate(t, ns, "dry", lpmv1.PodMigrationSpec{PodName: "dry", TargetNode: nodeB, DryRun: true})
 	requireSucceeded(t, pm)
 	if cond := meta.FindStatusCondition(pm.Status.Conditions, lpmv1.ConditionSucceeded); cond == nil ||
@@ -427,10 +427,10 @@ func TestMigrateDryRun(t *testing.T) {
 			}
 		}
 	}
-	if n := len(archives(t, nodeA)); n != archivesBefore {
+	if n := len(archives(t, nodeA, ns)); n != archivesBefore {
 		t.Errorf("dry run changed the archives on %s: %d -> %d", nodeA, archivesBefore, n)
 	}
-	if n := len(checkpointImages(t, nodeB)); n != imagesBefore {
+	if n := len(checkpointImages(t, nodeB, ns)); n != imagesBefore {
 		t.Errorf("dry run changed the checkpoint images on %s: %d -> %d", nodeB, imagesBefore, n)
 	}
 	if n := requireCounting(t, source.Status.PodIP); n <= before {
@@ -489,10 +489,10 @@ func requireCancelled(t *testing.T, ns, name string, source *corev1.Pod, restore
 		t.Fatalf("source pod gone or replaced after cancel: %v", err)
 	}
 	requireCounting(t, source.Status.PodIP)
-	if imgs := checkpointImages(t, nodeB); len(imgs) > 0 {
+	if imgs := checkpointImages(t, nodeB, ns); len(imgs) > 0 {
 		t.Errorf("checkpoint images left on %s: %v", nodeB, imgs)
 	}
-	if files := archives(t, nodeA); len(files) > 0 {
+	if files := archives(t, nodeA, ns); len(files) > 0 {
 		t.Errorf("checkpoint archives left on %s: %v", nodeA, files)
 	}
 }
@@ -635,7 +635,7 @@ func TestMigrateAgentRestart(t *testing.T) {
 	// Give the agents their cleanup window, then look for leaks.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		files, imgs := archives(t, nodeA), checkpointImages(t, nodeB)
+		files, imgs := archives(t, nodeA, ns), checkpointImages(t, nodeB, ns)
 		wantImages := 0
 		if pm.Status.Phase == lpmv1.PhaseSucceeded {
 			wantImages = len(pm.Status.CheckpointImages)
