@@ -293,64 +293,92 @@ func (c *criCheckpointer) Checkpoint(ctx context.Context, namespace, pod, contai
 	return location, nil
 }
 
-// sourcePod runs a counter on a node through the CRI and registers the
-// pod with the status the kubelet would report.
+// sourcePod is a pod of counters run through the CRI and registered with
+// the status the kubelet would report. id and logPath are those of its
+// first container.
 type sourcePod struct {
 	pod     *corev1.Pod
 	cri     *testenv.Pod
 	id      string
 	logPath string
+	ids     map[string]string
+	logs    map[string]string
 	node    *agentNode
+}
+
+// container is a container's name and runtime ID.
+type container struct {
+	name string
+	id   string
 }
 
 func (w *world) runCounter(n *agentNode, name string, mutate func(*corev1.Pod), args ...string) *sourcePod {
 	w.t.Helper()
-	return w.runCounterFrom(n, name, w.images.Counter, mutate, args...)
+	return w.runPod(n, name, w.images.Counter, []string{"counter"}, mutate, args...)
 }
 
 // runCounterFrom runs a counter from a given image.
 func (w *world) runCounterFrom(n *agentNode, name, image string, mutate func(*corev1.Pod),
 	args ...string) *sourcePod {
+	w.t.Helper()
+	return w.runPod(n, name, image, []string{"counter"}, mutate, args...)
+}
+
+// runPod runs a pod whose containers are all counters from image.
+func (w *world) runPod(n *agentNode, name, image string, names []string, mutate func(*corev1.Pod),
+	args ...string) *sourcePod {
 	t := w.t
 	t.Helper()
 	uid := fmt.Sprintf("%s-%d", name, w.counter.Add(1))
 	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
-	id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, "counter", image, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(criPod.LogDir, "counter.log")
-	testenv.WaitForCount(t, logPath, 3, 60*time.Second)
-
+	src := &sourcePod{cri: criPod, node: n, ids: map[string]string{}, logs: map[string]string{}}
+	var started []container
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: corev1.PodSpec{NodeName: n.name,
-			Containers: []corev1.Container{{Name: "counter", Image: image}}},
+		Spec:       corev1.PodSpec{NodeName: n.name},
 	}
+	for _, c := range names {
+		id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, c, image, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.ids[c], src.logs[c] = id, filepath.Join(criPod.LogDir, c+".log")
+		started = append(started, container{name: c, id: id})
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c, Image: image})
+	}
+	for _, c := range names {
+		testenv.WaitForCount(t, src.logs[c], 3, 60*time.Second)
+	}
+	src.id, src.logPath = src.ids[names[0]], src.logs[names[0]]
+
 	if mutate != nil {
 		mutate(pod)
 	}
 	if err := w.c.Create(w.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	w.setRunning(pod, n, id, image)
-	return &sourcePod{pod: pod, cri: criPod, id: id, logPath: logPath, node: n}
+	w.setRunning(pod, n, started, image)
+	src.pod = pod
+	return src
 }
 
-// setRunning writes the pod status the kubelet reports for a running
-// container.
-func (w *world) setRunning(pod *corev1.Pod, n *agentNode, id, image string) {
+// setRunning writes the pod status the kubelet reports for running
+// containers.
+func (w *world) setRunning(pod *corev1.Pod, n *agentNode, containers []container, image string) {
 	t := w.t
-	st, err := n.rt.CRI().ContainerStatus(w.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := metav1.Now()
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning,
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-		ContainerStatuses: []corev1.ContainerStatus{{Name: "counter", Ready: true, Image: image,
-			ImageID: st.GetStatus().GetImageRef(), ContainerID: "containerd://" + id,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}}
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	for _, c := range containers {
+		st, err := n.rt.CRI().ContainerStatus(w.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.name, Ready: true, Image: image, ImageID: st.GetStatus().GetImageRef(),
+			ContainerID: "containerd://" + c.id,
+			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}})
+	}
 	if err := w.c.Status().Update(w.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -467,30 +495,36 @@ func requireFalse(t *testing.T, c *metav1.Condition, what string, reason lpmv1.R
 }
 
 // restore plays the controller and the target kubelet: it creates the
-// restored pod through the CRI from the image the target agent reported
-// and registers it.
-func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, string) {
+// restored pod through the CRI from the images the target agent reported
+// and registers it. It returns the pod and the restored containers' IDs.
+func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, map[string]string) {
 	t := w.t
 	cur := w.get(pm)
-	image := cur.Status.Target.Containers[0].Image
 	name := cur.Spec.PodName + "-restored"
 	uid := fmt.Sprintf("%s-%d", name, w.counter.Add(1))
 	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
-	id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, "counter", image)
-	if err != nil {
-		t.Fatalf("failed to restore from %s: %v\n%s", image, err, w.runtimeLog(n, err))
-	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{
 			"lpm.dev/migration": pm.Namespace + "/" + pm.Name, "lpm.dev/migration-uid": string(pm.UID)}},
-		Spec: corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "counter", Image: image}}},
+		Spec: corev1.PodSpec{NodeName: n.name},
+	}
+	ids := map[string]string{}
+	var started []container
+	for _, c := range cur.Status.Target.Containers {
+		id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, c.Name, c.Image)
+		if err != nil {
+			t.Fatalf("failed to restore %s from %s: %v\n%s", c.Name, c.Image, err, w.runtimeLog(n, err))
+		}
+		ids[c.Name] = id
+		started = append(started, container{name: c.Name, id: id})
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
 	}
 	if err := w.c.Create(w.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	w.setRunning(pod, n, id, image)
+	w.setRunning(pod, n, started, cur.Status.Target.Containers[0].Image)
 	w.patchController(pm, map[string]any{"phase": lpmv1.PhaseRestoring, "restoredPod": name})
-	return criPod, id
+	return criPod, ids
 }
 
 // runtimeLog returns the tail of the CRIU log an error names, read

@@ -33,8 +33,9 @@ import (
 type migration struct {
 	pm          *lpmv1.PodMigration
 	restoredPod *testenv.Pod
-	restoredID  string
-	frozenAt    int
+	restoredIDs map[string]string
+	// frozenAt is each container's last count before the cut.
+	frozenAt map[string]int
 }
 
 // checkpointAndServe drives a migration from Pending to ImagesServed.
@@ -61,45 +62,56 @@ func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.Po
 
 	cur := w.get(pm)
 	s := cur.Status.Source
-	if s.CutTime == nil || len(s.Containers) != 1 {
-		t.Fatalf("source status = %+v, want a cut time and one container", s)
+	if s.CutTime == nil || len(s.Containers) != len(src.ids) {
+		t.Fatalf("source status = %+v, want a cut time and %d containers", s, len(src.ids))
 	}
-	c := s.Containers[0]
-	if c.ArchiveBytes == 0 || c.PagesWritten == 0 || c.FrozenTime == nil || c.ImageDigest == "" ||
-		c.ImageBytes <= c.ArchiveBytes || c.BaseImage == "" {
-		t.Errorf("source container status = %+v, want archive size, dump statistics, base image and image", c)
+	for _, c := range s.Containers {
+		if c.ArchiveBytes == 0 || c.PagesWritten == 0 || c.FrozenTime == nil || c.ImageDigest == "" ||
+			c.ImageBytes <= c.ArchiveBytes || c.BaseImage == "" {
+			t.Errorf("source container status = %+v, want archive size, dump statistics, base image and image", c)
+		}
 	}
-	if !s.Frozen || taskState(t, w.ctx, src.node, src.id) != runtime.TaskPaused {
-		t.Errorf("source frozen = %v, task %s; want a paused source", s.Frozen, taskState(t, w.ctx, src.node,
-			src.id))
+	frozenAt := map[string]int{}
+	for name, id := range src.ids {
+		if !s.Frozen || taskState(t, w.ctx, src.node, id) != runtime.TaskPaused {
+			t.Errorf("source frozen = %v, container %s task %s; want a paused source", s.Frozen, name,
+				taskState(t, w.ctx, src.node, id))
+		}
+		counts := testenv.Counts(t, src.logs[name])
+		frozenAt[name] = counts[len(counts)-1]
 	}
-	counts := testenv.Counts(t, src.logPath)
-	frozenAt := counts[len(counts)-1]
 
 	w.setPhase(pm, lpmv1.PhasePreparingImages)
 	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady")
 	cur = w.get(pm)
-	if tg := cur.Status.Target; tg.BytesTotal == 0 || tg.BytesDone != tg.BytesTotal || len(tg.Containers) != 1 {
-		t.Errorf("target status = %+v, want all bytes done and one image", tg)
+	if tg := cur.Status.Target; tg.BytesTotal == 0 || tg.BytesDone != tg.BytesTotal ||
+		len(tg.Containers) != len(src.ids) {
+		t.Errorf("target status = %+v, want all bytes done and %d images", tg, len(src.ids))
 	}
-	if img, err := target.rt.CRIImageStatus(w.ctx, cur.Status.Target.Containers[0].Image); err != nil || img == nil {
-		t.Errorf("CRI ImageStatus(%s) = %v, %v; want the image", cur.Status.Target.Containers[0].Image, img, err)
+	for _, c := range cur.Status.Target.Containers {
+		if img, err := target.rt.CRIImageStatus(w.ctx, c.Image); err != nil || img == nil {
+			t.Errorf("CRI ImageStatus(%s) = %v, %v; want the image", c.Image, img, err)
+		}
 	}
 
-	restoredPod, restoredID := w.restore(pm, target)
+	restoredPod, restoredIDs := w.restore(pm, target)
 	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionRestored), "target Restored")
 	cur = w.get(pm)
-	if tc := cur.Status.Target.Containers[0]; !tc.Restored || tc.ContainerID != restoredID {
-		t.Errorf("target container = %+v, want restored container %s", tc, restoredID)
+	for _, tc := range cur.Status.Target.Containers {
+		if !tc.Restored || tc.ContainerID != restoredIDs[tc.Name] {
+			t.Errorf("target container = %+v, want restored container %s", tc, restoredIDs[tc.Name])
+		}
 	}
 
 	w.setRestoredCondition(pm)
 	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
-	if st := taskState(t, w.ctx, src.node, src.id); st != runtime.TaskStopped && st != runtime.TaskUnknown {
-		t.Errorf("source task after CleanedUp = %s, want stopped", st)
+	for name, id := range src.ids {
+		if st := taskState(t, w.ctx, src.node, id); st != runtime.TaskStopped && st != runtime.TaskUnknown {
+			t.Errorf("source task of %s after CleanedUp = %s, want stopped", name, st)
+		}
 	}
 	w.setPhase(pm, lpmv1.PhaseSucceeded)
-	return &migration{pm: pm, restoredPod: restoredPod, restoredID: restoredID, frozenAt: frozenAt}
+	return &migration{pm: pm, restoredPod: restoredPod, restoredIDs: restoredIDs, frozenAt: frozenAt}
 }
 
 // finish removes the source and restored pods, as the controller and the
@@ -148,7 +160,7 @@ func TestMigrateDirect(t *testing.T) {
 	w.waitNoLeftovers(a, b)
 
 	m := w.migrate(src, b, func(pm *lpmv1.PodMigration) { pm.Name = "move-web-again" })
-	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt)
+	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt["counter"])
 	w.finish(src, b, m)
 }
 
@@ -229,7 +241,28 @@ func TestMigrateRegistry(t *testing.T) {
 	if img := cur.Status.Target.Containers[0].Image; img != cur.Status.Source.Containers[0].Image {
 		t.Errorf("target image = %s, want the pushed digest reference %s", img, cur.Status.Source.Containers[0].Image)
 	}
-	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt)
+	assertContinued(t, m.restoredPod.LogDir+"/counter.log", m.frozenAt["counter"])
+	w.finish(src, b, m)
+}
+
+// TestMigrateTwoContainers moves a pod of two containers. Both are frozen
+// before either is checkpointed, so neither counts on past the cut, and
+// both continue from their own checkpoint on the target.
+func TestMigrateTwoContainers(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runPod(a, "pair", w.images.Counter, []string{"first", "second"}, nil)
+
+	m := w.migrate(src, b, nil)
+
+	for name, frozenAt := range m.frozenAt {
+		// The source's log ends at the cut: nothing counted after it.
+		counts := testenv.Counts(t, src.logs[name])
+		if last := counts[len(counts)-1]; last != frozenAt {
+			t.Errorf("container %s counted from %d to %d after the cut", name, frozenAt, last)
+		}
+		assertContinued(t, m.restoredPod.LogDir+"/"+name+".log", frozenAt)
+	}
 	w.finish(src, b, m)
 }
 
