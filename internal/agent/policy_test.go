@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/kubelet"
+	"github.com/lpm-dev/lpm/internal/agent/runtime"
+	"github.com/lpm-dev/lpm/internal/agent/transfer"
+)
+
+func TestFreezeBudget(t *testing.T) {
+	httpProbe := func(period, timeout, threshold int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Port: intstr.FromInt32(8080)}}, PeriodSeconds: period, TimeoutSeconds: timeout,
+			FailureThreshold: threshold}
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	cases := []struct {
+		name        string
+		pod         corev1.PodSpec
+		containers  []string
+		wantBudget  time.Duration
+		wantLimited bool
+	}{
+		{name: "no probes", pod: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+			containers: []string{"app"}},
+		{name: "exec probe does not limit", containers: []string{"app"},
+			pod: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", LivenessProbe: &corev1.Probe{
+				ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}}}}},
+		{name: "tcp probe does not limit", containers: []string{"app"},
+			pod: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", LivenessProbe: &corev1.Probe{
+				ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
+					Port: intstr.FromInt32(80)}}}}}}},
+		{name: "http probe defaults", containers: []string{"app"},
+			pod:        corev1.PodSpec{Containers: []corev1.Container{{Name: "app", LivenessProbe: httpProbe(0, 0, 0)}}},
+			wantBudget: 21 * time.Second, wantLimited: true},
+		{name: "shortest of two containers", containers: []string{"app", "side"},
+			pod: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "app", LivenessProbe: httpProbe(10, 2, 6)},
+				{Name: "side", LivenessProbe: httpProbe(2, 1, 3)},
+			}},
+			wantBudget: 5 * time.Second, wantLimited: true},
+		{name: "native sidecar counts", containers: []string{"side", "app"},
+			pod: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: "side", RestartPolicy: &always,
+					LivenessProbe: httpProbe(5, 1, 2)}},
+				Containers: []corev1.Container{{Name: "app"}},
+			},
+			wantBudget: 6 * time.Second, wantLimited: true},
+		{name: "container not checkpointed", containers: []string{"app"},
+			pod: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "app"}, {Name: "other", LivenessProbe: httpProbe(1, 1, 1)}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			budget, limited := freezeBudget(&corev1.Pod{Spec: tc.pod}, tc.containers)
+			if budget != tc.wantBudget || limited != tc.wantLimited {
+				t.Errorf("freezeBudget() = %s, %v; want %s, %v", budget, limited, tc.wantBudget, tc.wantLimited)
+			}
+		})
+	}
+}
+
+func TestFreezeMargin(t *testing.T) {
+	cases := []struct {
+		budget time.Duration
+		want   time.Duration
+	}{
+		{budget: 7 * time.Second, want: 5 * time.Second},
+		{budget: 80 * time.Second, want: 20 * time.Second},
+	}
+	for _, tc := range cases {
+		if got := freezeMargin(tc.budget); got != tc.want {
+			t.Errorf("freezeMargin(%s) = %s, want %s", tc.budget, got, tc.want)
+		}
+	}
+}
+
+func TestLocalArchivePath(t *testing.T) {
+	a := &Agent{opts: Options{CheckpointsDir: "/var/lib/kubelet/checkpoints",
+		LocalCheckpointsDir: "/host/checkpoints"}}
+	cases := []struct {
+		nodePath string
+		want     string
+		wantErr  bool
+	}{
+		{nodePath: "/var/lib/kubelet/checkpoints/checkpoint-web_default-app-2026-12-04T15:17:44Z.tar",
+			want: "/host/checkpoints/checkpoint-web_default-app-2026-12-04T15:17:44Z.tar"},
+		{nodePath: "/etc/shadow", wantErr: true},
+		{nodePath: "/var/lib/kubelet/checkpoints/../pki/kubelet.key", wantErr: true},
+		{nodePath: "/var/lib/kubelet/checkpoints/other.tar", wantErr: true},
+		{nodePath: "/var/lib/kubelet/checkpoints/sub/checkpoint-x.tar", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.nodePath, func(t *testing.T) {
+			got, err := a.localArchivePath(tc.nodePath)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("localArchivePath() = %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestImportReason(t *testing.T) {
+	cases := []struct {
+		err  error
+		want lpmv1.Reason
+	}{
+		{err: fmt.Errorf("%w: layer", runtime.ErrDigestMismatch), want: lpmv1.ReasonDigestMismatch},
+		{err: fmt.Errorf("%w: %w", runtime.ErrSource, transfer.ErrDigest), want: lpmv1.ReasonDigestMismatch},
+		{err: fmt.Errorf("%w: %w", runtime.ErrSource, transfer.ErrTooLong), want: lpmv1.ReasonDigestMismatch},
+		{err: fmt.Errorf("%w: %w", runtime.ErrSource, transfer.ErrTruncated), want: lpmv1.ReasonTransferFailed},
+		{err: fmt.Errorf("%w: %w", runtime.ErrSource, &transfer.StatusError{Code: 403}),
+			want: lpmv1.ReasonTransferFailed},
+		{err: fmt.Errorf("fetch: %w", transfer.ErrPinMismatch), want: lpmv1.ReasonTransferFailed},
+		{err: fmt.Errorf("fetch: %w", context.DeadlineExceeded), want: lpmv1.ReasonTransferTimedOut},
+		{err: fmt.Errorf("%w: two layers", runtime.ErrInvalidImage), want: lpmv1.ReasonImportFailed},
+		{err: errors.New("no space left on device"), want: lpmv1.ReasonImportFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			if got := importReason(tc.err); got != tc.want {
+				t.Errorf("importReason() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckpointReason(t *testing.T) {
+	expired, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want lpmv1.Reason
+	}{
+		{name: "kubelet reason", ctx: context.Background(),
+			err: fmt.Errorf("checkpoint: %w", &kubelet.Error{Reason: lpmv1.ReasonPodGone}), want: lpmv1.ReasonPodGone},
+		{name: "deadline", ctx: expired, err: errors.New("rpc error"), want: lpmv1.ReasonCheckpointTimedOut},
+		{name: "other", ctx: context.Background(), err: errors.New("boom"), want: lpmv1.ReasonCheckpointFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkpointReason(tc.ctx, tc.err); got != tc.want {
+				t.Errorf("checkpointReason() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRestoreProblem(t *testing.T) {
+	cases := []struct {
+		info    runtime.Info
+		wantErr bool
+	}{
+		{info: runtime.Info{Name: "containerd", Version: "v2.3.7", RestoreViaCreate: true, CRIUEnabled: true}},
+		{info: runtime.Info{Name: "containerd", Version: "v2.1.3", CRIUEnabled: true}},
+		{info: runtime.Info{Name: "containerd", Version: "v2.3.7", CRIUEnabled: true}, wantErr: true},
+		{info: runtime.Info{Name: "containerd", Version: "v2.4.0", RestoreViaCreate: true, CRIUEnabled: true},
+			wantErr: true},
+		{info: runtime.Info{Name: "containerd", Version: "v2.3.7", RestoreViaCreate: true}, wantErr: true},
+		{info: runtime.Info{Name: "cri-o", Version: "1.34.0", CRIUEnabled: true}, wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s %s", tc.info.Name, tc.info.Version), func(t *testing.T) {
+			if problem := restoreProblem(&tc.info); (problem != "") != tc.wantErr {
+				t.Errorf("restoreProblem() = %q, want a problem: %v", problem, tc.wantErr)
+			}
+		})
+	}
+}
