@@ -20,6 +20,7 @@ import (
 // current part.
 func (a *Agent) patchSource(ctx context.Context, pm *lpmv1.PodMigration,
 	mutate func(*lpmv1.SourceAgentStatus)) error {
+	a.refresh(ctx, pm)
 	current := &lpmv1.SourceAgentStatus{}
 	if pm.Status.Source != nil {
 		current = pm.Status.Source.DeepCopy()
@@ -35,6 +36,7 @@ func (a *Agent) patchSource(ctx context.Context, pm *lpmv1.PodMigration,
 // patchTarget writes status.target the same way.
 func (a *Agent) patchTarget(ctx context.Context, pm *lpmv1.PodMigration,
 	mutate func(*lpmv1.TargetAgentStatus)) error {
+	a.refresh(ctx, pm)
 	current := &lpmv1.TargetAgentStatus{}
 	if pm.Status.Target != nil {
 		current = pm.Status.Target.DeepCopy()
@@ -45,6 +47,18 @@ func (a *Agent) patchTarget(ctx context.Context, pm *lpmv1.PodMigration,
 	}
 	pm.Status.Target = current
 	return nil
+}
+
+// refresh replaces the agents' parts of pm's status with the API server's
+// current ones. The patches replace a part as a whole, so building one on
+// a stale copy from the cache, or on the copy a background task started
+// with, could drop a condition written since. A failed read keeps pm.
+func (a *Agent) refresh(ctx context.Context, pm *lpmv1.PodMigration) {
+	fresh := &lpmv1.PodMigration{}
+	if err := a.reader.Get(ctx, client.ObjectKeyFromObject(pm), fresh); err != nil || fresh.UID != pm.UID {
+		return
+	}
+	pm.Status.Source, pm.Status.Target = fresh.Status.Source, fresh.Status.Target
 }
 
 func (a *Agent) patchStatus(ctx context.Context, pm *lpmv1.PodMigration, status map[string]any) error {
