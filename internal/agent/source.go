@@ -284,6 +284,12 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		if err != nil {
 			return rec, lpmv1.ReasonCheckpointFailed, err
 		}
+		// The archive holds the processes' memory: only root may read it,
+		// whatever mode the runtime wrote it with.
+		if err := os.Chmod(local, 0o600); err != nil {
+			return rec, lpmv1.ReasonCheckpointFailed, fmt.Errorf("failed to restrict checkpoint archive %s: %w",
+				local, err)
+		}
 		rec.Containers = append(rec.Containers, state.Container{Name: c.name, ContainerID: c.id, ArchivePath: local})
 		if err := a.store.Save(rec); err != nil {
 			return rec, lpmv1.ReasonInternalError, err
