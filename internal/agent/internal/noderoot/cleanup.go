@@ -2,6 +2,7 @@ package noderoot
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,4 +110,35 @@ func killShims(t testing.TB, nodeDir string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("processes of node %s survived SIGKILL", nodeDir)
+}
+
+// ownerFile names the test process that owns a node's state directory.
+const ownerFile = "owner"
+
+// sweepAbandoned removes the nodes of test processes that died without
+// cleaning up (a test binary killed by its timeout runs no cleanup): their
+// processes, cgroups, bridge and state directory. Nodes whose owner still
+// runs belong to another test binary and stay.
+func sweepAbandoned(t testing.TB) {
+	t.Helper()
+	dirs, _ := filepath.Glob("/tmp/lpmag-*")
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) != 2 {
+			continue
+		}
+		pid, err := strconv.Atoi(fields[0])
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		t.Logf("removing node %s of test process %d, which is gone", dir, pid)
+		killShims(t, dir)
+		killCgroups(t, "/"+filepath.Base(dir))
+		_ = exec.Command("ip", "link", "del", fields[1]).Run()
+		_ = os.RemoveAll(dir)
+	}
 }

@@ -139,6 +139,7 @@ func Start(t testing.TB, cfg Config) *Node {
 	t.Helper()
 	rootfs, bin, cni := RequireComponents(t)
 
+	sweepAbandoned(t)
 	// The socket path must stay short: unix socket paths are limited to
 	// 108 bytes.
 	dir, err := os.MkdirTemp("/tmp", "lpmag-"+cfg.Name+"-")
@@ -149,6 +150,10 @@ func Start(t testing.TB, cfg Config) *Node {
 		LogDir: filepath.Join(dir, "logs"), CgroupParent: "/" + filepath.Base(dir), cfg: cfg}
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 	n.Bridge = "lpmagb" + suffix
+	owner := fmt.Sprintf("%d %s\n", os.Getpid(), n.Bridge)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { n.Stop(t) })
 
 	for _, sub := range []string{"sock", "logs", "etc/certs.d", "containerd", "upper", "work", "root"} {
