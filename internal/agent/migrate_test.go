@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"io"
 	"io/fs"
@@ -226,16 +227,28 @@ func (w *world) checkRejectedPeers(pm *lpmv1.PodMigration, source *agentNode) {
 	}
 }
 
-// TestMigrateRegistry moves a counter through a registry on loopback: the
-// source agent pushes, the target node's runtime pulls.
+// TestMigrateRegistry moves a counter through a registry on loopback that
+// requires credentials: the source agent pushes with the PodMigration's
+// pull secret, and the target node's runtime pulls with it.
 func TestMigrateRegistry(t *testing.T) {
 	w := newWorld(t)
 	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
 	src := w.runCounter(a, "web", nil)
+	auth := base64.StdEncoding.EncodeToString([]byte(testenv.RegistryUser + ":" + testenv.RegistryPassword))
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkpoints-pull", Namespace: "default"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"` + w.reg.Host +
+			`":{"auth":"` + auth + `"}}}`)},
+	}
+	if err := w.c.Create(w.ctx, secret); err != nil {
+		t.Fatal(err)
+	}
 
 	m := w.migrate(src, b, func(pm *lpmv1.PodMigration) {
 		pm.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
-			Registry: &lpmv1.RegistryTransfer{Repository: w.reg.Host + "/lpm-test/checkpoints"}}
+			Registry: &lpmv1.RegistryTransfer{Repository: w.reg.Host + "/private/checkpoints",
+				PullSecretName: secret.Name}}
 	})
 	cur := w.get(m.pm)
 	if img := cur.Status.Target.Containers[0].Image; img != cur.Status.Source.Containers[0].Image {
@@ -355,6 +368,20 @@ func TestMigrationFailures(t *testing.T) {
 			lpmv1.ReasonImportFailed)
 		w.rollBack(pm, src)
 		w.waitNoLeftovers(small)
+	})
+
+	t.Run("registry rejects the push", func(t *testing.T) {
+		w.t = t
+		src := w.runCounter(a, "nocreds", nil)
+		pm := w.newMigration(src, b.name, func(pm *lpmv1.PodMigration) {
+			pm.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
+				Registry: &lpmv1.RegistryTransfer{Repository: w.reg.Host + "/private/checkpoints"}}
+		})
+		requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared), "source Prepared")
+		w.setPhase(pm, lpmv1.PhaseCheckpointing)
+		requireFalse(t, w.waitConditionStatus(pm, "source", lpmv1.AgentConditionImagesServed,
+			metav1.ConditionFalse), "source ImagesServed", lpmv1.ReasonTransferFailed)
+		w.rollBack(pm, src)
 	})
 
 	t.Run("base image missing on the target", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -40,11 +41,32 @@ type Registry struct {
 	server *httptest.Server
 }
 
+// Credentials of the registry's protected repositories.
+const (
+	RegistryUser     = "lpm-test"
+	RegistryPassword = "lpm-test-password"
+	// ProtectedPrefix starts the repositories that need the credentials.
+	ProtectedPrefix = "/v2/private/"
+)
+
 // StartRegistry starts go-containerregistry's in-memory registry on
-// 127.0.0.1 and stops it when the test ends.
+// 127.0.0.1 and stops it when the test ends. Repositories under
+// private/ need basic authentication with RegistryUser and
+// RegistryPassword; the others are open.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	server := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, ProtectedPrefix) {
+			user, password, ok := r.BasicAuth()
+			if !ok || user != RegistryUser || password != RegistryPassword {
+				w.Header().Set("WWW-Authenticate", `Basic realm="lpm-test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		reg.ServeHTTP(w, r)
+	}))
 	t.Cleanup(server.Close)
 	return &Registry{Host: strings.TrimPrefix(server.URL, "http://"), server: server}
 }
