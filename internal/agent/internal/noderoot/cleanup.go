@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// cgroupRoot is where the cgroup hierarchies are mounted on the host.
+// cgroupRoot is the mount point of the host's cgroup hierarchies.
 const cgroupRoot = "/sys/fs/cgroup"
 
 // killCgroups kills every process in the node's cgroups, in every
@@ -84,9 +84,9 @@ func readPids(path string) []int {
 	return pids
 }
 
-// killShims kills the processes whose root is inside the node's root:
-// containerd's shims, which left containerd's process tree when they
-// daemonised and would keep the node's mount namespace alive.
+// killShims kills the processes that carry the node's LPMAG_NODE_DIR
+// environment variable: containerd's shims, which left containerd's process
+// tree when they daemonised and would keep the node's mount namespace alive.
 func killShims(t testing.TB, nodeDir string) {
 	t.Helper()
 	for attempt := 0; attempt < 50; attempt++ {
@@ -115,10 +115,10 @@ func killShims(t testing.TB, nodeDir string) {
 // ownerFile names the test process that owns a node's state directory.
 const ownerFile = "owner"
 
-// sweepAbandoned removes the nodes of test processes that died without
-// cleaning up (a test binary killed by its timeout runs no cleanup): their
-// processes, cgroups, bridge and state directory. Nodes whose owner still
-// runs belong to another test binary and stay.
+// sweepAbandoned removes the processes, cgroups, bridge and state directory
+// of nodes whose test process died without cleaning up, as a test binary
+// killed by its timeout does. Nodes whose owner still runs belong to another
+// test binary and stay.
 func sweepAbandoned(t testing.TB) {
 	t.Helper()
 	dirs, _ := filepath.Glob("/tmp/lpmag-*")
