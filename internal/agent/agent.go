@@ -75,6 +75,9 @@ type Options struct {
 	DefaultTransferTimeout   time.Duration
 	// Version is the agent's version, published in the NodeAgent.
 	Version string
+	// ProcRoot is where the agent sees the node's /proc; /proc when empty.
+	// The agent runs in the node's PID namespace.
+	ProcRoot string
 }
 
 // Agent reconciles PodMigrations that concern its node.
@@ -116,6 +119,9 @@ func New(deps Deps, opts Options) *Agent {
 	}
 	if opts.DefaultTransferTimeout == 0 {
 		opts.DefaultTransferTimeout = 10 * time.Minute
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
 	}
 	return &Agent{client: deps.Client, reader: deps.Reader, runtime: deps.Runtime, checkpointer: deps.Checkpointer,
 		store: deps.Store, offers: deps.Offers, fetcher: deps.Fetcher, pusher: deps.Pusher, clock: deps.Clock,

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -382,6 +384,46 @@ func TestMigrationFailures(t *testing.T) {
 		requireFalse(t, w.waitConditionStatus(pm, "source", lpmv1.AgentConditionImagesServed,
 			metav1.ConditionFalse), "source ImagesServed", lpmv1.ReasonTransferFailed)
 		w.rollBack(pm, src)
+	})
+
+	t.Run("process of another user", func(t *testing.T) {
+		w.t = t
+		uid := fmt.Sprintf("nonroot-%d", w.counter.Add(1))
+		criPod := testenv.RunPod(w.ctx, t, a.rt.CRI(), a.node.CgroupParent, a.node.LogDir, "nonroot", uid)
+		id, err := testenv.CreateAndStartAs(w.ctx, a.rt.CRI(), criPod, "counter", w.images.Counter,
+			ptr.To[int64](1000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitForCount(t, filepath.Join(criPod.LogDir, "counter.log"), 1, 30*time.Second)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nonroot", Namespace: "default"},
+			Spec: corev1.PodSpec{NodeName: a.name, Containers: []corev1.Container{{Name: "counter",
+				Image: w.images.Counter}}}}
+		if err := w.c.Create(w.ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		w.setRunning(pod, a, []container{{name: "counter", id: id}}, w.images.Counter)
+		src := &sourcePod{pod: pod, cri: criPod, id: id, node: a}
+		pm := w.newMigration(src, b.name, nil)
+
+		// containerd runs with the test's capabilities, and root on some
+		// virtual machines lacks CAP_SYS_RESOURCE: expect what the agent
+		// published for its node.
+		na := &lpmv1.NodeAgent{}
+		if err := w.c.Get(w.ctx, client.ObjectKey{Name: a.name}, na); err != nil {
+			t.Fatal(err)
+		}
+		c := w.waitCondition(pm, "source", lpmv1.AgentConditionPrepared)
+		if na.Status.Capabilities.CheckpointNonRoot {
+			requireTrue(t, c, "source Prepared")
+		} else {
+			requireFalse(t, c, "source Prepared", lpmv1.ReasonNonRootUnsupported)
+		}
+		w.setPhase(pm, lpmv1.PhaseFailed)
+		if err := w.c.Delete(w.ctx, pm); err != nil {
+			t.Fatal(err)
+		}
+		w.removePod(a, pod.Name, criPod)
 	})
 
 	t.Run("base image missing on the target", func(t *testing.T) {

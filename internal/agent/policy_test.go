@@ -178,3 +178,30 @@ func TestRestoreProblem(t *testing.T) {
 		})
 	}
 }
+
+func TestParseProcStatus(t *testing.T) {
+	cases := []struct {
+		name    string
+		data    string
+		want    *procStatus
+		wantErr bool
+	}{
+		{name: "root with all capabilities", data: "Name:\tapp\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n",
+			want: &procStatus{EffectiveUID: 0, CapEff: 0x1ffffffffff}},
+		{name: "user 1000", data: "Uid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n",
+			want: &procStatus{EffectiveUID: 1000}},
+		{name: "no uid", data: "Name:\tapp\n", wantErr: true},
+		{name: "bad capability set", data: "Uid:\t0\t0\t0\t0\nCapEff:\tzz\n", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcStatus(tc.data)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseProcStatus() error = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.want != nil && *got != *tc.want {
+				t.Errorf("parseProcStatus() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -194,6 +194,28 @@ func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, contai
 	if !info.CRIUEnabled {
 		return lpmv1.ReasonAgentCannotCheckpoint, errors.New("the runtime's enable_criu is false")
 	}
+	// CRIU runs with containerd's capabilities and needs CAP_SYS_RESOURCE to
+	// dump a process of another user ("Can't get rlimit").
+	runtimeStatus, err := readProcStatus(a.opts.ProcRoot, info.Pid)
+	if err != nil {
+		return lpmv1.ReasonAgentCannotCheckpoint, fmt.Errorf("failed to read containerd's process: %w", err)
+	}
+	canDumpNonRoot := runtimeStatus.CapEff&(1<<capSysResource) != 0
+	for _, c := range containers {
+		pid, err := a.runtime.TaskPID(ctx, c.id)
+		if err != nil {
+			return lpmv1.ReasonPodNotRunning, fmt.Errorf("container %s of pod %s: %w", c.name, pod.Name, err)
+		}
+		proc, err := readProcStatus(a.opts.ProcRoot, uint64(pid))
+		if err != nil {
+			return lpmv1.ReasonPodNotRunning, fmt.Errorf("container %s of pod %s: %w", c.name, pod.Name, err)
+		}
+		if proc.EffectiveUID != 0 && !canDumpNonRoot {
+			return lpmv1.ReasonNonRootUnsupported, fmt.Errorf("container %s of pod %s runs as user %d, and "+
+				"the runtime lacks CAP_SYS_RESOURCE, which CRIU needs to dump a process of another user",
+				c.name, pod.Name, proc.EffectiveUID)
+		}
+	}
 	for _, c := range containers {
 		st, err := a.runtime.TaskStatus(ctx, c.id)
 		if err != nil {

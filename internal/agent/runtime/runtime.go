@@ -246,3 +246,12 @@ func (r *Runtime) Info(ctx context.Context) (*Info, error) {
 	info.Pid, info.PidNS = server.GetPid(), server.GetPidns()
 	return info, nil
 }
+
+// TaskPID returns the host PID of a container's init process.
+func (r *Runtime) TaskPID(ctx context.Context, containerID string) (uint32, error) {
+	task, err := r.task(ctx, containerID)
+	if err != nil {
+		return 0, err
+	}
+	return task.Pid(), nil
+}

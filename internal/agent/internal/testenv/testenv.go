@@ -217,6 +217,17 @@ func StartContainer(ctx context.Context, t testing.TB, cri runtimeapi.RuntimeSer
 // given, replace the image's arguments.
 func CreateAndStart(ctx context.Context, cri runtimeapi.RuntimeServiceClient, pod *Pod, name,
 	image string, args ...string) (string, error) {
+	return CreateAndStartAs(ctx, cri, pod, name, image, nil, args...)
+}
+
+// CreateAndStartAs is CreateAndStart with the container's user, when uid
+// is set.
+func CreateAndStartAs(ctx context.Context, cri runtimeapi.RuntimeServiceClient, pod *Pod, name,
+	image string, uid *int64, args ...string) (string, error) {
+	security := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaces()}
+	if uid != nil {
+		security.RunAsUser = &runtimeapi.Int64Value{Value: *uid}
+	}
 	resp, err := cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: pod.ID,
 		Config: &runtimeapi.ContainerConfig{
@@ -227,9 +238,7 @@ func CreateAndStart(ctx context.Context, cri runtimeapi.RuntimeServiceClient, po
 			Labels: map[string]string{"io.kubernetes.container.name": name,
 				"io.kubernetes.pod.name": pod.Config.Metadata.Name, "io.kubernetes.pod.namespace": "default",
 				"io.kubernetes.pod.uid": pod.Config.Metadata.Uid},
-			Linux: &runtimeapi.LinuxContainerConfig{
-				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaces()},
-			},
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: security},
 		},
 		SandboxConfig: pod.Config,
 	})
