@@ -66,6 +66,8 @@ build_go() {
 
 # Writes a go.mod that requires k8s.io/kubernetes and replaces each staging
 # module (k8s.io/kubernetes points them at ./staging) with the published one.
+# No `go mod tidy` here: in a module without Go files it drops the
+# requirement, and go build would then resolve the latest k8s.io/kubernetes.
 kube_module() {
 	go mod init lpm.local/build/kubernetes >/dev/null 2>&1
 	go mod edit -go=1.26 -require="k8s.io/kubernetes@$KUBERNETES_VERSION"
@@ -82,7 +84,20 @@ kube_module() {
 	for m in $staging; do
 		go mod edit -replace="$m=$m@$KUBERNETES_STAGING_VERSION"
 	done
-	go mod tidy >/dev/null 2>&1 || true
+}
+
+# Fails unless `go version -m` shows that each binary in directory $1 was
+# built with module $2 at exactly version $3.
+check_module_version() {
+	local out=$1 module=$2 version=$3 bin
+	for bin in "$out"/*; do
+		if ! go version -m "$bin" | awk -v m="$module" -v v="$version" \
+			'($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { found = 1 } END { exit !found }'; then
+			echo "$bin was not built with $module@$version:" >&2
+			go version -m "$bin" | grep -F "$module" >&2 || true
+			return 1
+		fi
+	done
 }
 
 kube_ldflags() {
@@ -102,6 +117,7 @@ build_kube_one() {
 	fi
 	cd "$mod"
 	go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/$name" "k8s.io/kubernetes/cmd/$name"
+	check_module_version "$out" k8s.io/kubernetes "$KUBERNETES_VERSION"
 }
 
 build_etcd() {
@@ -109,6 +125,7 @@ build_etcd() {
 	go mod init lpm.local/build/etcd >/dev/null 2>&1
 	go mod edit -go=1.26 -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
 	go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
+	check_module_version "$out" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 }
 
 build_containerd() {
@@ -118,6 +135,7 @@ build_containerd() {
 	go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
 		-ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION" \
 		-o "$out/" "$pkg/cmd/containerd" "$pkg/cmd/containerd-shim-runc-v2" "$pkg/cmd/ctr"
+	check_module_version "$out" "$pkg" "$CONTAINERD_VERSION"
 }
 
 build_cni() {
@@ -127,6 +145,7 @@ build_cni() {
 	go build -trimpath -ldflags "-s -w" -o "$out/" \
 		"$pkg/plugins/main/bridge" "$pkg/plugins/main/loopback" \
 		"$pkg/plugins/ipam/host-local" "$pkg/plugins/meta/portmap"
+	check_module_version "$out" "$pkg" "$CNI_PLUGINS_VERSION"
 }
 
 build_tool() {
@@ -134,6 +153,7 @@ build_tool() {
 	go mod init lpm.local/build/tool >/dev/null 2>&1
 	go mod edit -go=1.26 -require="${pkg%/cmd/*}@$version"
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg"
+	check_module_version "$out" "${pkg%/cmd/*}" "$version"
 }
 
 build_golangci_lint() {
@@ -141,6 +161,7 @@ build_golangci_lint() {
 	go mod init lpm.local/build/golangci-lint >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$GOLANGCI_LINT_VERSION"
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg/cmd/golangci-lint"
+	check_module_version "$out" "$pkg" "$GOLANGCI_LINT_VERSION"
 }
 
 build_helm() {
@@ -148,6 +169,7 @@ build_helm() {
 	go mod init lpm.local/build/helm >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$HELM_VERSION"
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg/cmd/helm"
+	check_module_version "$out" "$pkg" "$HELM_VERSION"
 }
 
 build_kustomize() {
@@ -155,6 +177,7 @@ build_kustomize() {
 	go mod init lpm.local/build/kustomize >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$KUSTOMIZE_VERSION"
 	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg"
+	check_module_version "$out" "$pkg" "$KUSTOMIZE_VERSION"
 }
 
 # Builds a Debian root with CRIU, runc and crun for the lab nodes. The
