@@ -207,6 +207,25 @@ func requireCounting(t *testing.T, podIP string) int {
 	return 0
 }
 
+// waitCounting waits until the counter at podIP answers and counts on.
+func waitCounting(t *testing.T, podIP string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		first, err := httpGet(t, podIP, "/count")
+		if err == nil {
+			time.Sleep(1500 * time.Millisecond)
+			if second, err := httpGet(t, podIP, "/count"); err == nil && second != first {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counter at %s does not count %s later: %v", podIP, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // kubectl runs kubectl against the lab and returns its output.
 func kubectl(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -60,15 +60,18 @@ func requireMoved(t *testing.T, ns, source string, pm *lpmv1.PodMigration, targe
 			t.Errorf("container %s restarted %d times", s.Name, s.RestartCount)
 		}
 	}
-	// A counter that started from zero could not have reached this count
-	// in the seconds since its container started.
+	// A counter that continues has counted on from its count at the cut
+	// (at least before) for as long as the restored container has run; one
+	// that started from zero has only counted for that long.
 	after := requireCounting(t, restored.Status.PodIP)
 	if after <= before {
 		t.Errorf("count on %s is %d, not past %d from before the migration", target, after, before)
 	}
-	if started := restored.Status.ContainerStatuses[0].State.Running; started != nil {
-		if ran := int(time.Since(started.StartedAt.Time).Seconds()) + 2; after <= ran {
-			t.Errorf("count %d is within the %ds the container ran: it started from zero", after, ran)
+	if started := restored.Status.ContainerStatuses[0].State.Running; started != nil && before > 2 {
+		ran := int(time.Since(started.StartedAt.Time).Seconds())
+		if after < before+ran-2 {
+			t.Errorf("count %d is below %d (count before) + %ds (run time since the restore): "+
+				"the process started from zero", after, before, ran)
 		}
 	}
 	return restored
@@ -120,7 +123,7 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pod := contextPod(ns, "ctx", nil)
+	pod := contextPod(ns, "ctx", nil, false)
 	pod = createPod(t, pod)
 	before := identity(t, pod.Status.PodIP)
 	pm := migrate(t, ns, "ctx", lpmv1.PodMigrationSpec{PodName: "ctx", TargetNode: nodeB})
@@ -141,7 +144,10 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 			t.Errorf("%s changed: before %q, after %q", tc.field, tc.before, tc.after)
 		}
 	}
-	files := []struct{ path, want string }{{"/etc/cfg/k", "v"}, {"/etc/sec/p", "s"}, {"/etc/podinfo/name", "ctx"}}
+	// The downward API describes the pod the process now runs in.
+	files := []struct{ path, want string }{
+		{"/etc/cfg/k", "v"}, {"/etc/sec/p", "s"}, {"/etc/podinfo/name", restored.Name},
+	}
 	for _, f := range files {
 		if got, err := httpGet(t, restored.Status.PodIP, "/file?path="+f.path); err != nil || got != f.want {
 			t.Errorf("%s after restore = %q, %v; want %q", f.path, got, err, f.want)
@@ -154,7 +160,7 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 
 	// The same pod as a non-root user.
 	uid := int64(1000)
-	nonRoot := createPod(t, contextPod(ns, "nonroot", &uid))
+	nonRoot := createPod(t, contextPod(ns, "nonroot", &uid, false))
 	nonRootBefore := requireCounting(t, nonRoot.Status.PodIP)
 	pm = migrate(t, ns, "nonroot", lpmv1.PodMigrationSpec{PodName: "nonroot", TargetNode: nodeB})
 	caps := agents[nodeA].Status.Capabilities
@@ -176,7 +182,24 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 	}
 }
 
-func contextPod(ns, name string, runAsUser *int64) *corev1.Pod {
+// TestMigrateReadOnlyRoot moves a pod whose root file system is read-only.
+func TestMigrateReadOnlyRoot(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, contextPod(ns, "readonly", nil, true))
+	if _, err := httpGet(t, pod.Status.PodIP, "/healthz"); err != nil {
+		t.Fatal(err)
+	}
+	before := requireCounting(t, pod.Status.PodIP)
+	pm := migrate(t, ns, "readonly", lpmv1.PodMigrationSpec{PodName: "readonly", TargetNode: nodeB,
+		Timeouts: &lpmv1.Timeouts{Restore: settle(time.Minute)}})
+	requireMoved(t, ns, "readonly", pm, nodeB, before)
+}
+
+// contextPod returns a counter pod with a pod security context, dropped
+// capabilities, environment from several sources, limits and ConfigMap,
+// Secret, downward-API, emptyDir and service-account token volumes.
+func contextPod(ns, name string, runAsUser *int64, readOnlyRoot bool) *corev1.Pod {
 	pod := workload.CounterPod(ns, name, nodeA)
 	fsGroup := int64(2000)
 	user := int64(0)
@@ -198,7 +221,7 @@ func contextPod(ns, name string, runAsUser *int64) *corev1.Pod {
 		},
 	}
 	c.SecurityContext = &corev1.SecurityContext{
-		ReadOnlyRootFilesystem:   ptr.To(true),
+		ReadOnlyRootFilesystem:   ptr.To(readOnlyRoot),
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
@@ -552,9 +575,10 @@ func TestMigrateTargetKubeletDies(t *testing.T) {
 	if err := n.StopDaemon("kubelet", 0); err != nil {
 		t.Fatal(err)
 	}
+	restarted := false
 	t.Cleanup(func() {
-		if err := theLab.StartKubelet(n); err != nil {
-			t.Errorf("failed to restart the kubelet of %s: %v", nodeB, err)
+		if !restarted {
+			_ = theLab.StartKubelet(n)
 		}
 	})
 	pm = waitPhase(t, m, 3*time.Minute, lpmv1.PhaseSucceeded, lpmv1.PhaseFailed)
@@ -562,11 +586,24 @@ func TestMigrateTargetKubeletDies(t *testing.T) {
 		t.Fatalf("migration with a dead target kubelet ended in %s", pm.Status.Phase)
 	}
 	t.Logf("failed with %s", outcome(pm))
+
+	// The source stays frozen while the restored pod may still run on the
+	// unreachable node, so two copies never run at once. Once the kubelet
+	// is back, the restored pod goes and the source counts on.
+	if err := theLab.StartKubelet(n); err != nil {
+		t.Fatalf("failed to restart the kubelet of %s: %v", nodeB, err)
+	}
+	restarted = true
+	if pm.Status.RestoredPod != "" {
+		if err := clients.WaitPodGone(withContext(t), ns, pm.Status.RestoredPod, 2*time.Minute); err != nil {
+			t.Error(err)
+		}
+	}
 	still, err := getPod(t, ns, "kubelet")
 	if err != nil || still.UID != source.UID {
 		t.Fatalf("source pod gone after a failed migration: %v", err)
 	}
-	requireCounting(t, source.Status.PodIP)
+	waitCounting(t, source.Status.PodIP, 2*time.Minute)
 }
 
 // Scenario 12: the controller restarts mid-migration; the migration
