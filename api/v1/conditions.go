@@ -134,3 +134,64 @@ const (
 	// could finish, so the source agent gave up in time to thaw them.
 	ReasonLivenessProbeDeadline Reason = "LivenessProbeDeadline"
 )
+
+// Reasons the source agent's scan of the pod's processes rejects a
+// migration before the checkpoint: each names an object that the source
+// node's CRIU cannot dump or restore. The source pod is untouched.
+const (
+	// ReasonIOUringInUse: a process holds an io_uring instance.
+	ReasonIOUringInUse Reason = "IOUringInUse"
+	// ReasonFileWatchUnsupported: a process holds an inotify or fanotify
+	// watch that CRIU cannot reopen, such as one on the overlay root.
+	ReasonFileWatchUnsupported Reason = "FileWatchUnsupported"
+	// ReasonPidfdUnsupported: a process holds a pidfd CRIU cannot restore.
+	ReasonPidfdUnsupported Reason = "PidfdUnsupported"
+	// ReasonMessageQueueInUse: a process holds a POSIX message queue.
+	ReasonMessageQueueInUse Reason = "MessageQueueInUse"
+	// ReasonControllingTerminal: a process has a controlling terminal.
+	ReasonControllingTerminal Reason = "ControllingTerminal"
+	// ReasonDeletedFileTooLarge: a process holds a deleted file larger than
+	// CRIU's ghost-file limit.
+	ReasonDeletedFileTooLarge Reason = "DeletedFileTooLarge"
+	// ReasonHostSharedMemory: a process has System V shared memory of the
+	// node's IPC namespace attached.
+	ReasonHostSharedMemory Reason = "HostSharedMemory"
+	// ReasonTooManyPipesWithData: a container holds more pipes with unread
+	// data than CRIU stores.
+	ReasonTooManyPipesWithData Reason = "TooManyPipesWithData"
+	// ReasonContainerFrozen: a container's cgroup is already frozen.
+	ReasonContainerFrozen Reason = "ContainerFrozen"
+)
+
+// Reasons the controller's comparison of the source and target nodes
+// rejects a migration before the checkpoint. The source pod is untouched.
+const (
+	// ReasonIncompatibleCRIU: the target's CRIU is older than the source's
+	// or lacks a CRIU feature the source's configuration relies on.
+	ReasonIncompatibleCRIU Reason = "IncompatibleCRIU"
+	// ReasonIncompatibleRuntime: the nodes use different OCI runtimes.
+	ReasonIncompatibleRuntime Reason = "IncompatibleRuntime"
+	// ReasonRseqUnsupported: the source's processes may use rseq and the
+	// target's kernel or CRIU cannot restore it.
+	ReasonRseqUnsupported Reason = "RseqUnsupported"
+	// ReasonCgroupRestoreUnsupported: the target's OCI runtime cannot
+	// restore into the new container's cgroup.
+	ReasonCgroupRestoreUnsupported Reason = "CgroupRestoreUnsupported"
+	// ReasonCRIUConfigUnsupported: a node's CRIU configuration file sets an
+	// option that changes what a checkpoint contains or where it goes.
+	ReasonCRIUConfigUnsupported Reason = "CRIUConfigUnsupported"
+)
+
+// Reasons of the checks on images and on the restored pod. Each one rolls
+// the migration back.
+const (
+	// ReasonBaseImageMismatch: the target would restore onto another image
+	// than the one the checkpoint was taken on.
+	ReasonBaseImageMismatch Reason = "BaseImageMismatch"
+	// ReasonProcessOutsidePodCgroup: a restored process lives in another
+	// cgroup than the restored pod's.
+	ReasonProcessOutsidePodCgroup Reason = "ProcessOutsidePodCgroup"
+	// ReasonNetworkLockLeft: a netfilter chain that CRIU adds to lock the
+	// network remains in the restored pod's network namespace.
+	ReasonNetworkLockLeft Reason = "NetworkLockLeft"
+)

@@ -88,6 +88,51 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"that the image exists and that the node may pull it (registry access, image pull secrets).",
 	lpmv1.ReasonUnsupportedProcessState: "A process of the pod uses something that CRIU cannot dump " +
 		"(see the message). The pod cannot move while it is in that state.",
+	lpmv1.ReasonIOUringInUse: "A process of the pod holds an io_uring instance, which CRIU cannot " +
+		"dump. Turn io_uring off in the application (see the message for the process) and restart the " +
+		"pod before you move it.",
+	lpmv1.ReasonFileWatchUnsupported: "A process of the pod watches files with inotify or fanotify on a " +
+		"file system where CRIU cannot reopen the watch, usually the container's overlay root. Watch " +
+		"files on a volume instead, or upgrade CRIU on the node.",
+	lpmv1.ReasonPidfdUnsupported: "A process of the pod holds a pidfd that CRIU cannot restore: CRIU " +
+		"is older than 4.2, or the pidfd refers to a process outside the container. See the message.",
+	lpmv1.ReasonMessageQueueInUse: "A process of the pod holds a POSIX message queue open, which CRIU " +
+		"cannot dump. Close it before the migration, or use a pipe or socket instead.",
+	lpmv1.ReasonControllingTerminal: "A container of the pod has a terminal (tty: true), which the " +
+		"runtime cannot restore. Set tty: false and stdin: false on the container.",
+	lpmv1.ReasonDeletedFileTooLarge: "A process of the pod holds a deleted file larger than CRIU's " +
+		"ghost-file limit (1 MiB unless the node's CRIU configuration raises it). Keep the file on disk " +
+		"while it is open, or raise ghost-limit in /etc/criu/runc.conf on the source node.",
+	lpmv1.ReasonHostSharedMemory: "A process of the pod uses System V shared memory of the node " +
+		"(hostIPC), which cannot move with the pod. Run the pod without hostIPC.",
+	lpmv1.ReasonTooManyPipesWithData: "The pod's processes hold more than 1,024 pipes with unread " +
+		"data, more than CRIU stores. Let the readers drain their pipes, or hold fewer pipes.",
+	lpmv1.ReasonContainerFrozen: "A container's cgroup is already frozen by someone else, and CRIU can " +
+		"hang on it. Thaw the container and start the migration again.",
+	lpmv1.ReasonIncompatibleCRIU: "The target node's CRIU cannot restore what the source node's CRIU " +
+		"dumps: it is older, or lacks a feature the source's configuration uses (see the message). " +
+		"Pick a target with the same or a newer CRIU.",
+	lpmv1.ReasonIncompatibleRuntime: "The two nodes run containers with different OCI runtimes (for " +
+		"example runc and crun), whose checkpoints do not restore on each other. Pick a target node " +
+		"with the source's runtime.",
+	lpmv1.ReasonRseqUnsupported: "The pod's processes may use rseq (glibc 2.35 and later register it), " +
+		"and the target node's kernel or CRIU cannot restore it. Pick a target with a kernel of 5.13 or " +
+		"later, or set GLIBC_TUNABLES=glibc.pthread.rseq=0 in the pod.",
+	lpmv1.ReasonCgroupRestoreUnsupported: "The target node's OCI runtime restores processes into the " +
+		"cgroup recorded at checkpoint, not into the new pod's, so the kubelet would kill them. Upgrade " +
+		"the runtime on the target node or pick another node.",
+	lpmv1.ReasonCRIUConfigUnsupported: "A CRIU configuration file on a node (such as " +
+		"/etc/criu/runc.conf) sets an option that changes what a checkpoint contains or where it goes " +
+		"(see the message). Remove the option from that file.",
+	lpmv1.ReasonBaseImageMismatch: "The target node would restore a container onto another image than " +
+		"the one it was checkpointed on, because the image's tag now points elsewhere. Pin the pod's " +
+		"image by digest, or make the target node hold the image the source runs.",
+	lpmv1.ReasonProcessOutsidePodCgroup: "A restored process lives in another cgroup than the restored " +
+		"pod's, so the kubelet would not account for it or would kill it. The migration was rolled back. " +
+		"Check the target node's runtime and CRIU configuration (manage-cgroups).",
+	lpmv1.ReasonNetworkLockLeft: "A netfilter chain that CRIU adds to lock the network during a dump " +
+		"or restore remained in the restored pod's network namespace, so the pod's network is cut. The " +
+		"migration was rolled back. Read the CRIU restore log whose path the status names.",
 
 	// Failures after the preflight checks: the migration was rolled back.
 	lpmv1.ReasonCheckpointAPIDisabled: "The kubelet's checkpoint API is off on the source node. " +
