@@ -15,10 +15,11 @@ type SourceAgentStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// cutTime is when the agent started the first container's checkpoint.
-	// With sourcePolicy Delete the source pod makes no progress after it.
+	// cutTime is when the agent started the first container's checkpoint,
+	// by the source node's clock, with microseconds. With sourcePolicy
+	// Delete the source pod makes no progress after it.
 	// +optional
-	CutTime *metav1.Time `json:"cutTime,omitempty"`
+	CutTime *metav1.MicroTime `json:"cutTime,omitempty"`
 
 	// frozen is true while the agent holds the source pod's containers
 	// paused. The agent thaws them on rollback.
@@ -116,6 +117,14 @@ type TargetAgentStatus struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
 	Containers []TargetContainerStatus `json:"containers,omitempty"`
+
+	// readyTime is when the agent saw the restored pod's Ready condition
+	// turn True, by the target node's clock, with microseconds. The
+	// kubelet records that transition in whole seconds by the same clock,
+	// so readyTime is never earlier than it and, when the agent saw it
+	// late, no later than one second after it.
+	// +optional
+	ReadyTime *metav1.MicroTime `json:"readyTime,omitempty"`
 }
 
 // TargetContainerStatus describes one container on the target node.

@@ -247,18 +247,29 @@ type PodMigrationStatus struct {
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
-	// phaseTransitions records when the migration entered each phase.
+	// phaseTransitions records when the migration entered each phase, by
+	// the controller's clock, with microseconds.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	PhaseTransitions []PhaseTransition `json:"phaseTransitions,omitempty"`
 
 	// cutTime is when the source pod stopped serving: the start of the
-	// first container's checkpoint.
+	// first container's checkpoint, by the source node's clock, with
+	// microseconds. The controller copies it from status.source.cutTime.
 	// +optional
-	CutTime *metav1.Time `json:"cutTime,omitempty"`
+	CutTime *metav1.MicroTime `json:"cutTime,omitempty"`
 
-	// downtime is the time from cutTime to the restored pod becoming Ready.
+	// restoredReadyTime is when the restored pod became Ready, with
+	// microseconds. The agent of the target node observes it by the clock
+	// that the kubelet's whole-second Ready condition uses and reports it in
+	// status.target.readyTime. The controller copies it here.
+	// +optional
+	RestoredReadyTime *metav1.MicroTime `json:"restoredReadyTime,omitempty"`
+
+	// downtime is restoredReadyTime minus cutTime: how long the pod served
+	// nowhere. The two times come from the clocks of two nodes, so their
+	// skew adds to it. Set with sourcePolicy Delete only.
 	// +optional
 	Downtime *metav1.Duration `json:"downtime,omitempty"`
 
@@ -316,9 +327,9 @@ type PhaseTransition struct {
 	// +required
 	Phase MigrationPhase `json:"phase"`
 
-	// time is when the phase was entered.
+	// time is when the phase was entered, with microseconds.
 	// +required
-	Time metav1.Time `json:"time"`
+	Time metav1.MicroTime `json:"time"`
 }
 
 // TransferProgress counts the bytes of checkpoint images moved so far.

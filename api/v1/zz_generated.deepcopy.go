@@ -296,6 +296,10 @@ func (in *PodMigrationStatus) DeepCopyInto(out *PodMigrationStatus) {
 		in, out := &in.CutTime, &out.CutTime
 		*out = (*in).DeepCopy()
 	}
+	if in.RestoredReadyTime != nil {
+		in, out := &in.RestoredReadyTime, &out.RestoredReadyTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Downtime != nil {
 		in, out := &in.Downtime, &out.Downtime
 		*out = new(metav1.Duration)
@@ -415,6 +419,10 @@ func (in *TargetAgentStatus) DeepCopyInto(out *TargetAgentStatus) {
 		in, out := &in.Containers, &out.Containers
 		*out = make([]TargetContainerStatus, len(*in))
 		copy(*out, *in)
+	}
+	if in.ReadyTime != nil {
+		in, out := &in.ReadyTime, &out.ReadyTime
+		*out = (*in).DeepCopy()
 	}
 }
 

@@ -368,7 +368,8 @@ func (w *world) setRunning(pod *corev1.Pod, n *agentNode, containers []container
 	t := w.t
 	now := metav1.Now()
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning,
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue,
+			LastTransitionTime: now}}}
 	for _, c := range containers {
 		st, err := n.rt.CRI().ContainerStatus(w.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c.id})
 		if err != nil {

@@ -97,9 +97,14 @@ func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.Po
 		}
 	}
 
+	// The API server keeps whole seconds of the kubelet's Ready time.
+	readyFrom := time.Now().Truncate(time.Second)
 	restoredPod, restoredIDs := w.restore(pm, target)
 	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionRestored), "target Restored")
 	cur = w.get(pm)
+	if rt := cur.Status.Target.ReadyTime; rt == nil || rt.Time.Before(readyFrom) || rt.Time.After(time.Now()) {
+		t.Errorf("target readyTime = %v, want the time the pod became Ready, after %s", rt, readyFrom)
+	}
 	for _, tc := range cur.Status.Target.Containers {
 		if !tc.Restored || tc.ContainerID != restoredIDs[tc.Name] {
 			t.Errorf("target container = %+v, want restored container %s", tc, restoredIDs[tc.Name])

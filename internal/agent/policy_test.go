@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -201,6 +203,44 @@ func TestParseProcStatus(t *testing.T) {
 			}
 			if tc.want != nil && *got != *tc.want {
 				t.Errorf("parseProcStatus() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestObservedReadyTime(t *testing.T) {
+	transition := time.Date(2026, 12, 4, 12, 0, 4, 0, time.UTC)
+	micro := func(d time.Duration) *metav1.MicroTime { return &metav1.MicroTime{Time: transition.Add(d)} }
+	cases := []struct {
+		name     string
+		status   corev1.ConditionStatus
+		reported *metav1.MicroTime
+		now      time.Time
+		want     *metav1.MicroTime
+	}{
+		{name: "not ready", status: corev1.ConditionFalse, now: transition.Add(time.Second)},
+		{name: "not ready keeps the report", status: corev1.ConditionFalse, reported: micro(-time.Second),
+			now: transition.Add(time.Second), want: micro(-time.Second)},
+		{name: "first observation", status: corev1.ConditionTrue, now: transition.Add(137 * time.Millisecond),
+			want: micro(137 * time.Millisecond)},
+		{name: "report of this ready period kept", status: corev1.ConditionTrue,
+			reported: micro(137 * time.Millisecond), now: transition.Add(3 * time.Second),
+			want: micro(137 * time.Millisecond)},
+		{name: "report of an earlier ready period replaced", status: corev1.ConditionTrue,
+			reported: micro(-10 * time.Second), now: transition.Add(250 * time.Millisecond),
+			want: micro(250 * time.Millisecond)},
+		{name: "late observation cut to the second's end", status: corev1.ConditionTrue,
+			now: transition.Add(30 * time.Second), want: micro(time.Second)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+				{Type: corev1.PodReady, Status: tc.status, LastTransitionTime: metav1.NewTime(transition)},
+			}}}
+			got := observedReadyTime(pod, tc.reported, tc.now)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("observedReadyTime() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -336,7 +336,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 	if err := a.store.Save(rec); err != nil {
 		return rec, lpmv1.ReasonInternalError, err
 	}
-	cut := metav1.NewTime(*rec.CutTime)
+	cut := metav1.NewMicroTime(*rec.CutTime)
 	err = a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 		s.CutTime = &cut
 		s.Frozen = len(rec.Paused) > 0

@@ -324,7 +324,8 @@ func (a *Agent) reportProgress(ctx context.Context, pm *lpmv1.PodMigration, done
 }
 
 // targetVerify reports, for each container of the restored pod, whether
-// the runtime restored it from its checkpoint (step 11).
+// the runtime restored it from its checkpoint (step 11), and when the pod
+// became Ready.
 func (a *Agent) targetVerify(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) (reconcile.Result,
 	error) {
 	pod := &corev1.Pod{}
@@ -338,6 +339,8 @@ func (a *Agent) targetVerify(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 	if pod.Spec.NodeName != a.opts.NodeName {
 		return reconcile.Result{}, nil
 	}
+	// The clock is read before the runtime calls below, which take time.
+	readyTime := observedReadyTime(pod, pm.Status.Target.ReadyTime, a.clock.Now())
 	if rec != nil && rec.RestoredPod != pod.Name {
 		rec.RestoredPod = pod.Name
 		if err := a.store.Save(rec); err != nil {
@@ -369,11 +372,15 @@ func (a *Agent) targetVerify(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 		}
 	}
 	if !all && notRestored == "" {
-		err := a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) { s.Containers = containers })
+		err := a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
+			s.Containers = containers
+			s.ReadyTime = readyTime
+		})
 		return reconcile.Result{RequeueAfter: pollInterval}, err
 	}
 	return reconcile.Result{}, a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 		s.Containers = containers
+		s.ReadyTime = readyTime
 		if notRestored != "" {
 			setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionRestored, metav1.ConditionFalse,
 				lpmv1.ReasonNotRestored, fmt.Sprintf("the runtime started container %s of pod %s afresh instead "+
@@ -383,6 +390,32 @@ func (a *Agent) targetVerify(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionRestored, metav1.ConditionTrue,
 			lpmv1.ReasonVerified, fmt.Sprintf("the runtime restored every container of pod %s", pod.Name)))
 	})
+}
+
+// observedReadyTime returns the time to report as the moment the restored
+// pod became Ready: reported while it describes the pod's current Ready
+// period or the pod is not Ready, otherwise now. The kubelet records the
+// transition by this node's clock in whole seconds, so it happened within
+// the second after the recorded time. An observation later than that (the
+// agent restarted, or an event came late) is cut to the end of that second.
+func observedReadyTime(pod *corev1.Pod, reported *metav1.MicroTime, now time.Time) *metav1.MicroTime {
+	var ready *corev1.PodCondition
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == corev1.PodReady {
+			ready = &pod.Status.Conditions[i]
+		}
+	}
+	if ready == nil || ready.Status != corev1.ConditionTrue {
+		return reported
+	}
+	transition := ready.LastTransitionTime.Time
+	if reported != nil && !reported.Time.Before(transition) {
+		return reported
+	}
+	if latest := transition.Add(time.Second); !transition.IsZero() && now.After(latest) {
+		now = latest
+	}
+	return &metav1.MicroTime{Time: now}
 }
 
 // targetFinish keeps the imported images while the restored pod uses them

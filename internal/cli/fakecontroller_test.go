@@ -73,7 +73,7 @@ func (f *fakeController) write(ctx context.Context, pm *lpmv1.PodMigration, muta
 // enterPhase sets the phase and records its transition.
 func enterPhase(status *lpmv1.PodMigrationStatus, phase lpmv1.MigrationPhase) {
 	status.Phase = phase
-	status.PhaseTransitions = append(status.PhaseTransitions, lpmv1.PhaseTransition{Phase: phase, Time: metav1.Now()})
+	status.PhaseTransitions = append(status.PhaseTransitions, lpmv1.PhaseTransition{Phase: phase, Time: metav1.NowMicro()})
 }
 
 // setCondition sets a condition as the controller and the agents do.
@@ -119,7 +119,7 @@ func (f *fakeController) checkpoint(ctx context.Context, pm *lpmv1.PodMigration)
 			"checkpointing")
 	})
 	f.write(ctx, pm, func(s *lpmv1.PodMigrationStatus) {
-		s.CutTime = &metav1.Time{Time: time.Now()}
+		s.CutTime = &metav1.MicroTime{Time: time.Now()}
 		s.Source.CutTime = s.CutTime
 		s.Source.Containers = []lpmv1.SourceContainerStatus{{Name: "app", ArchiveBytes: 32 * mib}}
 	})

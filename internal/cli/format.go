@@ -54,19 +54,6 @@ func formatDuration(d time.Duration) string {
 	}
 }
 
-// formatCoarseDuration formats a duration between two timestamps that have
-// whole seconds only, such as metav1.Time: "<1s", "42s", "2m05s".
-func formatCoarseDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return "<1s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
-	default:
-		return formatDuration(d)
-	}
-}
-
 // formatAge formats how long ago t was, as kubectl's AGE column does.
 func formatAge(t metav1.Time, now time.Time) string {
 	if t.IsZero() {
@@ -81,6 +68,15 @@ func formatTimestamp(t *metav1.Time) string {
 		return "<none>"
 	}
 	return t.Format(time.RFC1123Z)
+}
+
+// formatMicroTimestamp formats a timestamp with microseconds as
+// formatTimestamp does, with milliseconds added.
+func formatMicroTimestamp(t *metav1.MicroTime) string {
+	if t == nil || t.IsZero() {
+		return "<none>"
+	}
+	return t.Format("Mon, 02 Jan 2006 15:04:05.000 -0700")
 }
 
 // orNone returns s, or "<none>" when s is empty, as kubectl's tables do.

@@ -16,9 +16,8 @@ const rateWindow = 5 * time.Second
 // phaseEntry records when a migration entered a phase.
 type phaseEntry struct {
 	phase lpmv1.MigrationPhase
-	// entered is the server's time from status.phaseTransitions, with the
-	// second precision that metav1.Time keeps. It is zero when the status
-	// does not record the phase.
+	// entered is the controller's time from status.phaseTransitions, with
+	// microseconds. It is zero when the status does not record the phase.
 	entered time.Time
 	// observed is the local time at which a watch event first showed the
 	// phase. It is zero for phases that the first observation already
@@ -36,10 +35,11 @@ type byteSample struct {
 // figures the progress display shows: the phases with their durations, the
 // bytes checkpointed and transferred, and the transfer rate.
 //
-// Durations of phases whose start and end it observed come from the local
-// clock, which resolves the sub-second phases that status.phaseTransitions
-// (whole seconds) cannot. Other durations come from phaseTransitions, so
-// that local and server clocks are never mixed in one difference.
+// Durations of finished phases come from status.phaseTransitions, which
+// the controller records with microseconds. The current phase's elapsed
+// time comes from the local clock when the tracker saw the phase begin, so
+// that local and server clocks are mixed in one difference only when it
+// did not.
 type progressTracker struct {
 	// podContainers is the number of containers of the pod, or 0 when
 	// unknown.
@@ -138,47 +138,42 @@ func phaseHistory(pm *lpmv1.PodMigration) []lpmv1.PhaseTransition {
 
 // phaseDuration returns how long the migration stayed in the phase of entry
 // i: until the next phase, or until now for the current phase. ok is false
-// when the records cannot tell. coarse is true when the duration comes from
-// the recorded transitions, which have whole seconds only.
-func (t *progressTracker) phaseDuration(i int, now time.Time) (d time.Duration, coarse, ok bool) {
+// when the records cannot tell.
+func (t *progressTracker) phaseDuration(i int, now time.Time) (d time.Duration, ok bool) {
 	start := t.entries[i]
 	if i+1 < len(t.entries) {
 		end := t.entries[i+1]
 		switch {
-		case !start.observed.IsZero() && !end.observed.IsZero():
-			return end.observed.Sub(start.observed), false, true
 		case !start.entered.IsZero() && !end.entered.IsZero():
-			return end.entered.Sub(start.entered), true, true
+			return end.entered.Sub(start.entered), true
+		case !start.observed.IsZero() && !end.observed.IsZero():
+			return end.observed.Sub(start.observed), true
 		default:
-			return 0, false, false
+			return 0, false
 		}
 	}
 
 	switch {
 	case !start.observed.IsZero():
-		return now.Sub(start.observed), false, true
+		return now.Sub(start.observed), true
 	case !start.entered.IsZero():
 		// NOTE: this difference mixes the local and the server clock, so
 		// clock skew shifts it. It only shows the current phase's elapsed
 		// time when the watch began after the phase did.
-		return max(now.Sub(start.entered), 0), true, true
+		return max(now.Sub(start.entered), 0), true
 	default:
-		return 0, false, false
+		return 0, false
 	}
 }
 
-// phaseDurationText formats phaseDuration for the display: "?" when
-// unknown, and no more precision than the records have.
+// phaseDurationText formats phaseDuration for the display, "?" when
+// unknown.
 func (t *progressTracker) phaseDurationText(i int, now time.Time) string {
-	d, coarse, ok := t.phaseDuration(i, now)
-	switch {
-	case !ok:
+	d, ok := t.phaseDuration(i, now)
+	if !ok {
 		return "?"
-	case coarse:
-		return formatCoarseDuration(d)
-	default:
-		return formatDuration(d)
 	}
+	return formatDuration(d)
 }
 
 // transferRate returns the transfer rate over the last rateWindow in bytes

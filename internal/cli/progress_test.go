@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func phasesAt(pairs ...any) []lpmv1.PhaseTransition {
 	for i := 0; i < len(pairs); i += 2 {
 		transitions = append(transitions, lpmv1.PhaseTransition{
 			Phase: pairs[i].(lpmv1.MigrationPhase),
-			Time:  metav1.NewTime(at(pairs[i+1].(time.Duration))),
+			Time:  metav1.NewMicroTime(at(pairs[i+1].(time.Duration))),
 		})
 	}
 	return transitions
@@ -87,23 +88,26 @@ const mib = 1024 * 1024
 
 func TestTrackerTransitionLines(t *testing.T) {
 	tracker := newProgressTracker(at(0), 2)
+	// The watch shows each version some time after the controller wrote
+	// it. The durations come from the recorded times, which have
+	// microseconds, not from when the versions arrived.
+	pending := []any{lpmv1.PhasePending, 1100 * time.Millisecond}
+	checkpointing := slices.Concat(pending, []any{lpmv1.PhaseCheckpointing, 1900 * time.Millisecond})
+	// One status write entered CheckpointComplete and PreparingImages.
+	preparing := slices.Concat(checkpointing, []any{lpmv1.PhaseCheckpointComplete, 2700 * time.Millisecond,
+		lpmv1.PhasePreparingImages, 2700 * time.Millisecond})
+	restoring := slices.Concat(preparing, []any{lpmv1.PhaseRestoring, 4900 * time.Millisecond})
 	observations := []struct {
 		now time.Time
 		pm  *lpmv1.PodMigration
 	}{
 		{at(0), newMigration()},
-		{at(1200 * time.Millisecond), newMigration(withPhases(lpmv1.PhasePending, time.Second))},
-		{at(2 * time.Second), newMigration(withNodes("node-a", "node-b"),
-			withPhases(lpmv1.PhasePending, time.Second, lpmv1.PhaseCheckpointing, 2*time.Second))},
-		// One status write entered CheckpointComplete and PreparingImages.
+		{at(1300 * time.Millisecond), newMigration(withPhases(pending...))},
+		{at(2150 * time.Millisecond), newMigration(withNodes("node-a", "node-b"), withPhases(checkpointing...))},
 		{at(2800 * time.Millisecond), newMigration(withNodes("node-a", "node-b"), withArchives(32*mib, 16*mib),
-			withPhases(lpmv1.PhasePending, time.Second, lpmv1.PhaseCheckpointing, 2*time.Second,
-				lpmv1.PhaseCheckpointComplete, 2*time.Second, lpmv1.PhasePreparingImages, 2*time.Second))},
+			withPhases(preparing...))},
 		{at(5 * time.Second), newMigration(withNodes("node-a", "node-b"), withArchives(32*mib, 16*mib),
-			withTargetBytes(48*mib, 48*mib),
-			withPhases(lpmv1.PhasePending, time.Second, lpmv1.PhaseCheckpointing, 2*time.Second,
-				lpmv1.PhaseCheckpointComplete, 2*time.Second, lpmv1.PhasePreparingImages, 2*time.Second,
-				lpmv1.PhaseRestoring, 5*time.Second))},
+			withTargetBytes(48*mib, 48*mib), withPhases(restoring...))},
 	}
 
 	var got []string
@@ -127,33 +131,31 @@ func TestTrackerTransitionLines(t *testing.T) {
 }
 
 func TestTrackerServerTimesForPhasesSeenFirst(t *testing.T) {
-	// The watch began after the migration had reached Checkpointing, so
-	// Pending's duration comes from the recorded transitions.
+	// The watch began after the migration had reached Checkpointing.
+	// Finished phases take their durations from the recorded transitions,
+	// and the current phase its elapsed time from the local clock.
 	tracker := newProgressTracker(at(10*time.Second), 0)
 	tracker.observe(newMigration(withPhases(lpmv1.PhasePending, 0*time.Second,
-		lpmv1.PhaseCheckpointing, 3*time.Second)), at(10*time.Second))
+		lpmv1.PhaseCheckpointing, 3250*time.Millisecond)), at(10*time.Second))
 	tracker.observe(newMigration(withPhases(lpmv1.PhasePending, 0*time.Second,
-		lpmv1.PhaseCheckpointing, 3*time.Second, lpmv1.PhaseCheckpointComplete, 11*time.Second)),
+		lpmv1.PhaseCheckpointing, 3250*time.Millisecond, lpmv1.PhaseCheckpointComplete, 11*time.Second)),
 		at(11500*time.Millisecond))
 
 	tests := []struct {
-		index      int
-		wantValue  time.Duration
-		wantCoarse bool
-		wantText   string
+		index     int
+		wantValue time.Duration
+		wantText  string
 	}{
-		{index: 0, wantValue: 3 * time.Second, wantCoarse: true, wantText: "3s"},
-		// Checkpointing began before the watch and ended after it: its
-		// end is observed locally but its start is not, so the server's
-		// times apply.
-		{index: 1, wantValue: 8 * time.Second, wantCoarse: true, wantText: "8s"},
+		{index: 0, wantValue: 3250 * time.Millisecond, wantText: "3.2s"},
+		// Checkpointing began before the watch and ended after it: the
+		// recorded times apply.
+		{index: 1, wantValue: 7750 * time.Millisecond, wantText: "7.8s"},
 		{index: 2, wantValue: 500 * time.Millisecond, wantText: "500ms"},
 	}
 	for _, tc := range tests {
-		d, coarse, ok := tracker.phaseDuration(tc.index, at(12*time.Second))
-		if !ok || d != tc.wantValue || coarse != tc.wantCoarse {
-			t.Errorf("phaseDuration(%d) = %s, %t, %t, want %s, %t, true", tc.index, d, coarse, ok,
-				tc.wantValue, tc.wantCoarse)
+		d, ok := tracker.phaseDuration(tc.index, at(12*time.Second))
+		if !ok || d != tc.wantValue {
+			t.Errorf("phaseDuration(%d) = %s, %t, want %s, true", tc.index, d, ok, tc.wantValue)
 		}
 		if text := tracker.phaseDurationText(tc.index, at(12*time.Second)); text != tc.wantText {
 			t.Errorf("phaseDurationText(%d) = %q, want %q", tc.index, text, tc.wantText)
@@ -252,7 +254,7 @@ func TestLiveFrame(t *testing.T) {
 				})},
 			podContainers: 2,
 			now:           at(1500 * time.Millisecond),
-			wantFinal:     []string{"  ✓ Pending                  1s  target node-b"},
+			wantFinal:     []string{"  ✓ Pending                1.0s  target node-b"},
 			wantLive: []string{
 				"  | Checkpointing         500ms  1 container, 20.0 MiB",
 				"    [===========>            ]  1/2 containers  20.0 MiB checkpointed",
@@ -269,7 +271,7 @@ func TestLiveFrame(t *testing.T) {
 					withPhases(lpmv1.PhasePending, 0*time.Second, lpmv1.PhasePreparingImages, 2*time.Second)),
 			},
 			now:       at(3 * time.Second),
-			wantFinal: []string{"  ✓ Pending                1.0s"},
+			wantFinal: []string{"  ✓ Pending                2.0s"},
 			wantLive: []string{
 				"  | PreparingImages        1.0s  transferring",
 				"    [=====>                  ]  16.0 MiB / 64.0 MiB  25%  16.0 MiB/s",
@@ -282,7 +284,7 @@ func TestLiveFrame(t *testing.T) {
 				withCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling, ""),
 				func(pm *lpmv1.PodMigration) { pm.Status.RestoredPod = "web-restored" })},
 			now:       at(4 * time.Second),
-			wantFinal: []string{"  ✓ Pending                  1s"},
+			wantFinal: []string{"  ✓ Pending                1.0s"},
 			wantLive:  []string{"  | Restoring              3.0s  pod web-restored, settling"},
 		},
 		{
@@ -292,7 +294,7 @@ func TestLiveFrame(t *testing.T) {
 					lpmv1.PhaseSucceeded, 2*time.Second),
 				func(pm *lpmv1.PodMigration) { pm.Status.RestoredPod = "web-restored" })},
 			now:       at(9 * time.Second),
-			wantFinal: []string{"  ✓ Pending                  1s", "  ✓ Restoring                1s  pod web-restored"},
+			wantFinal: []string{"  ✓ Pending                1.0s", "  ✓ Restoring              1.0s  pod web-restored"},
 		},
 	}
 	for _, tc := range tests {

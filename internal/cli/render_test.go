@@ -98,8 +98,8 @@ func TestSortMigrations(t *testing.T) {
 func fullMigration() *lpmv1.PodMigration {
 	second := func(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 	pm := newMigration(withNodes("node-a", "node-b"),
-		withPhases(lpmv1.PhasePending, 0*time.Second, lpmv1.PhaseCheckpointing, 2*time.Second,
-			lpmv1.PhaseCheckpointComplete, 3*time.Second, lpmv1.PhasePreparingImages, 3*time.Second,
+		withPhases(lpmv1.PhasePending, 0*time.Second, lpmv1.PhaseCheckpointing, 2300*time.Millisecond,
+			lpmv1.PhaseCheckpointComplete, 3100*time.Millisecond, lpmv1.PhasePreparingImages, 3100*time.Millisecond,
 			lpmv1.PhaseFailed, 20*time.Second),
 		withCondition(lpmv1.ConditionPreflightPassed, metav1.ConditionTrue, lpmv1.ReasonChecksPassed,
 			"pod web can move from node node-a to node node-b"),
@@ -110,7 +110,7 @@ func fullMigration() *lpmv1.PodMigration {
 	pm.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry, Registry: &lpmv1.RegistryTransfer{
 		Repository: "registry.example.com/ops", PullSecretName: "creds"}}
 	pm.Status.StartTime = &metav1.Time{Time: t0}
-	pm.Status.CutTime = &metav1.Time{Time: at(2 * time.Second)}
+	pm.Status.CutTime = &metav1.MicroTime{Time: at(2300 * time.Millisecond)}
 	pm.Status.CompletionTime = &metav1.Time{Time: at(20 * time.Second)}
 	pm.Status.Containers = []lpmv1.ContainerMigrationStatus{{
 		Name: "app", ArchiveBytes: 40 * mib, FreezingTime: second(3 * time.Millisecond),
@@ -158,17 +158,18 @@ What to do:      ` + adviceByReason[lpmv1.ReasonTransferFailed] + `
 Created:         Sun, 01 Mar 2026 10:00:00 +0000
 Started:         Sun, 01 Mar 2026 10:00:00 +0000
 Completed:       Sun, 01 Mar 2026 10:00:20 +0000
-Cut time:        Sun, 01 Mar 2026 10:00:02 +0000
+Cut time:        Sun, 01 Mar 2026 10:00:02.300 +0000
+Ready time:      <none>
 Downtime:        <none>
 Transferred:     10.0 MiB of 48.0 MiB
 CRIU logs:       node-a:/var/lib/lpm/web-x7k2p/logs
 Phases:
-  PHASE                ENTERED                           DURATION
-  Pending              Sun, 01 Mar 2026 10:00:00 +0000   2s
-  Checkpointing        Sun, 01 Mar 2026 10:00:02 +0000   1s
-  CheckpointComplete   Sun, 01 Mar 2026 10:00:03 +0000   <1s
-  PreparingImages      Sun, 01 Mar 2026 10:00:03 +0000   17s
-  Failed               Sun, 01 Mar 2026 10:00:20 +0000   
+  PHASE                ENTERED                               DURATION
+  Pending              Sun, 01 Mar 2026 10:00:00.000 +0000   2.3s
+  Checkpointing        Sun, 01 Mar 2026 10:00:02.300 +0000   800ms
+  CheckpointComplete   Sun, 01 Mar 2026 10:00:03.100 +0000   0ms
+  PreparingImages      Sun, 01 Mar 2026 10:00:03.100 +0000   17s
+  Failed               Sun, 01 Mar 2026 10:00:20.000 +0000   
 Containers:
   NAME      ARCHIVE    IMAGE SIZE   FREEZING   FROZEN   PAGES WRITTEN   RESTORED   CHECKPOINT IMAGE
   app       40.0 MiB   41.0 MiB     3ms        900ms    10240           false      registry.example.com/ops:web-app-0b0d

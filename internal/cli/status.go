@@ -190,7 +190,8 @@ func writeStatusSummary(w io.Writer, pm *lpmv1.PodMigration) {
 	field("Created", formatTimestamp(&pm.CreationTimestamp))
 	field("Started", formatTimestamp(st.StartTime))
 	field("Completed", formatTimestamp(st.CompletionTime))
-	field("Cut time", formatTimestamp(st.CutTime))
+	field("Cut time", formatMicroTimestamp(st.CutTime))
+	field("Ready time", formatMicroTimestamp(st.RestoredReadyTime))
 	if st.Downtime != nil {
 		field("Downtime", formatDuration(st.Downtime.Duration))
 	} else {
@@ -244,11 +245,11 @@ func writePhases(w io.Writer, pm *lpmv1.PodMigration, now time.Time) {
 		duration := ""
 		switch {
 		case i+1 < len(transitions):
-			duration = formatCoarseDuration(transitions[i+1].Time.Sub(tr.Time.Time))
+			duration = formatDuration(transitions[i+1].Time.Sub(tr.Time.Time))
 		case !isTerminalPhase(tr.Phase):
-			duration = formatCoarseDuration(now.Sub(tr.Time.Time)) + " so far"
+			duration = formatDuration(now.Sub(tr.Time.Time)) + " so far"
 		}
-		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\n", tr.Phase, formatTimestamp(&tr.Time), duration)
+		_, _ = fmt.Fprintf(w, "  %s\t%s\t%s\n", tr.Phase, formatMicroTimestamp(&tr.Time), duration)
 	}
 }
 

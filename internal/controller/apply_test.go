@@ -43,8 +43,8 @@ func TestOutcomeSetPhaseRecordsTransitions(t *testing.T) {
 	o.setPhase(lpmv1.PhasePending)
 	o.setPhase(lpmv1.PhaseCheckpointing)
 	want := []lpmv1.PhaseTransition{
-		{Phase: lpmv1.PhasePending, Time: metav1.NewTime(t0)},
-		{Phase: lpmv1.PhaseCheckpointing, Time: metav1.NewTime(t0)},
+		{Phase: lpmv1.PhasePending, Time: metav1.NewMicroTime(t0)},
+		{Phase: lpmv1.PhaseCheckpointing, Time: metav1.NewMicroTime(t0)},
 	}
 	if diff := cmp.Diff(want, o.status.PhaseTransitions); diff != "" {
 		t.Errorf("transitions mismatch (-want +got):\n%s", diff)

@@ -106,7 +106,7 @@ func inPhase(phase lpmv1.MigrationPhase) *lpmv1.PodMigration {
 	s.Phase = phase
 	for _, p := range []lpmv1.MigrationPhase{lpmv1.PhasePending, lpmv1.PhaseCheckpointing,
 		lpmv1.PhaseCheckpointComplete, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring} {
-		s.PhaseTransitions = append(s.PhaseTransitions, lpmv1.PhaseTransition{Phase: p, Time: metav1.NewTime(t0)})
+		s.PhaseTransitions = append(s.PhaseTransitions, lpmv1.PhaseTransition{Phase: p, Time: metav1.NewMicroTime(t0)})
 		if p == phase {
 			break
 		}

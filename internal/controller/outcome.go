@@ -51,7 +51,7 @@ func (o *outcome) setPhase(phase lpmv1.MigrationPhase) {
 	}
 	o.status.Phase = phase
 	o.status.PhaseTransitions = append(o.status.PhaseTransitions,
-		lpmv1.PhaseTransition{Phase: phase, Time: metav1.NewTime(o.now)})
+		lpmv1.PhaseTransition{Phase: phase, Time: metav1.NewMicroTime(o.now)})
 }
 
 // setCondition sets a condition with the injected clock's time, because

@@ -13,7 +13,7 @@ import (
 func checkpointed(m *lpmv1.PodMigration) {
 	setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionCheckpointed, metav1.ConditionTrue,
 		"Checkpointed", "")
-	m.Status.Source.CutTime = &metav1.Time{Time: t0.Add(time.Second)}
+	m.Status.Source.CutTime = &metav1.MicroTime{Time: cutAt}
 	m.Status.Source.Frozen = true
 	m.Status.Source.Containers = []lpmv1.SourceContainerStatus{{
 		Name: "app", ArchiveBytes: 4096, PagesWritten: 12,

@@ -104,8 +104,8 @@ func TestStepPreparingImages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := inPhase(lpmv1.PhasePreparingImages)
 			m.Status.PhaseTransitions = append(m.Status.PhaseTransitions[:2],
-				lpmv1.PhaseTransition{Phase: lpmv1.PhaseCheckpointComplete, Time: metav1.NewTime(t0)},
-				lpmv1.PhaseTransition{Phase: lpmv1.PhasePreparingImages, Time: metav1.NewTime(t0.Add(time.Second))})
+				lpmv1.PhaseTransition{Phase: lpmv1.PhaseCheckpointComplete, Time: metav1.NewMicroTime(t0)},
+				lpmv1.PhaseTransition{Phase: lpmv1.PhasePreparingImages, Time: metav1.NewMicroTime(t0.Add(time.Second))})
 			checkpointed(m)
 			if tc.migration != nil {
 				tc.migration(m)

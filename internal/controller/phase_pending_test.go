@@ -28,7 +28,7 @@ func TestStepPendingFirstPass(t *testing.T) {
 	if o.status.StartTime == nil || !o.status.StartTime.Time.Equal(t0) {
 		t.Errorf("startTime = %v, want %v", o.status.StartTime, t0)
 	}
-	wantTransitions := []lpmv1.PhaseTransition{{Phase: lpmv1.PhasePending, Time: metav1.NewTime(t0)}}
+	wantTransitions := []lpmv1.PhaseTransition{{Phase: lpmv1.PhasePending, Time: metav1.NewMicroTime(t0)}}
 	if diff := cmp.Diff(wantTransitions, o.status.PhaseTransitions); diff != "" {
 		t.Errorf("phase transitions mismatch (-want +got):\n%s", diff)
 	}

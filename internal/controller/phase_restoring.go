@@ -118,7 +118,14 @@ func verifyRestoredPod(o *outcome, w *world) {
 			"afresh instead of restoring it from its checkpoint", o.status.TargetNode, name, pod.Name))
 		return
 	}
-	readyAt := ready.LastTransitionTime.Time
+	readyAt, ok := restoredReadyTime(o.m, ready)
+	if !ok {
+		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonInProgress,
+			fmt.Sprintf("pod %s is Ready. Waiting for the agent of node %s to report when it became Ready",
+				pod.Name, o.status.TargetNode))
+		return
+	}
+	o.status.RestoredReadyTime = &metav1.MicroTime{Time: readyAt}
 	if settled := readyAt.Add(settle(o.m)); o.now.Before(settled) {
 		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
 			fmt.Sprintf("pod %s is Ready. Watching it for restarts until %s", pod.Name, settled.UTC().Format(time.RFC3339)))
@@ -133,6 +140,20 @@ func verifyRestoredPod(o *outcome, w *world) {
 		fmt.Sprintf("pod %s on node %s is Ready, restored from its checkpoint and stayed up for %s",
 			pod.Name, o.status.TargetNode, settle(o.m)))
 	o.normal(lpmv1.ReasonVerified, "Verify", o.condition(lpmv1.ConditionRestored).Message)
+}
+
+// restoredReadyTime returns when the restored pod became Ready, as the
+// target agent observed it with microseconds. ok is false until the agent
+// has reported the Ready transition that the kubelet's condition shows.
+// The kubelet records it in whole seconds by the target node's clock, which
+// the agent reads too, so a report earlier than it belongs to an earlier
+// Ready period.
+func restoredReadyTime(m *lpmv1.PodMigration, ready *corev1.PodCondition) (time.Time, bool) {
+	reported := targetStatus(m).ReadyTime
+	if reported == nil || reported.Before(&metav1.MicroTime{Time: ready.LastTransitionTime.Time}) {
+		return time.Time{}, false
+	}
+	return reported.Time, true
 }
 
 // restoredPodFailure returns why the restored pod can never pass
@@ -206,6 +227,7 @@ func removeSource(o *outcome, w *world) {
 	o.deleteSource = true
 	o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,
 		fmt.Sprintf("deleting pod %s from node %s", w.pod.Name, o.status.SourceNode))
+	o.normal(lpmv1.ReasonSourceDeleting, "DeleteSource", o.condition(lpmv1.ConditionSourceRemoved).Message)
 	o.requeue(sourceDeletionPoll)
 }
 

@@ -10,12 +10,21 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
+// Times of the restoring fixtures: the source agent's cut, the kubelet's
+// whole-second Ready transition of the restored pod, and the target
+// agent's observation of that transition.
+var (
+	cutAt        = t0.Add(1250 * time.Millisecond)
+	readyAt      = t0.Add(4 * time.Second)
+	agentReadyAt = readyAt.Add(137 * time.Millisecond)
+)
+
 // restoring returns a migration in Restoring whose restored pod exists.
 func restoring() *lpmv1.PodMigration {
 	m := inPhase(lpmv1.PhaseRestoring)
 	checkpointed(m)
 	imagesReady(m)
-	m.Status.CutTime = &metav1.Time{Time: t0.Add(time.Second)}
+	m.Status.CutTime = &metav1.MicroTime{Time: cutAt}
 	m.Status.RestoredPod = "web-restored"
 	m.Status.CheckpointImages = map[string]string{"app": appImage}
 	return m
@@ -24,6 +33,7 @@ func restoring() *lpmv1.PodMigration {
 func reportRestored(m *lpmv1.PodMigration) {
 	setAgentCondition(&m.Status.Target.Conditions, lpmv1.AgentConditionRestored, metav1.ConditionTrue, "Restored", "")
 	m.Status.Target.Containers[0].Restored = true
+	m.Status.Target.ReadyTime = &metav1.MicroTime{Time: agentReadyAt}
 }
 
 func verified(m *lpmv1.PodMigration) {
@@ -35,7 +45,6 @@ func verified(m *lpmv1.PodMigration) {
 }
 
 func TestStepRestoring(t *testing.T) {
-	readyAt := t0.Add(4 * time.Second)
 	testCases := []struct {
 		name            string
 		migration       func(*lpmv1.PodMigration)
@@ -48,6 +57,7 @@ func TestStepRestoring(t *testing.T) {
 		wantCreate      bool
 		wantDelete      bool
 		wantRelease     bool
+		wantReadyTime   time.Time
 		wantDowntime    time.Duration
 		wantRequeue     time.Duration
 		wantWarningOnly lpmv1.Reason
@@ -70,22 +80,42 @@ func TestStepRestoring(t *testing.T) {
 			wantPhase: lpmv1.PhaseRestoring, wantRestored: lpmv1.ReasonInProgress,
 		},
 		{
-			name:         "settling",
-			migration:    reportRestored,
-			now:          readyAt.Add(2 * time.Second),
-			wantPhase:    lpmv1.PhaseRestoring,
-			wantRestored: lpmv1.ReasonSettling,
-			wantRequeue:  3 * time.Second,
+			name: "agent has not reported the ready time",
+			migration: func(m *lpmv1.PodMigration) {
+				reportRestored(m)
+				m.Status.Target.ReadyTime = nil
+			},
+			now:       readyAt.Add(DefaultSettle + time.Second),
+			wantPhase: lpmv1.PhaseRestoring, wantRestored: lpmv1.ReasonInProgress,
 		},
 		{
-			name:         "verified waits for source agent",
-			migration:    reportRestored,
-			now:          readyAt.Add(DefaultSettle),
-			wantPhase:    lpmv1.PhaseRestoring,
-			wantRestored: lpmv1.ReasonVerified,
-			wantSource:   lpmv1.ReasonInProgress,
-			wantDowntime: 3 * time.Second,
-			wantRequeue:  cleanupTimeout,
+			name: "ready time of an earlier ready period",
+			migration: func(m *lpmv1.PodMigration) {
+				reportRestored(m)
+				m.Status.Target.ReadyTime = &metav1.MicroTime{Time: readyAt.Add(-300 * time.Millisecond)}
+			},
+			now:       readyAt.Add(DefaultSettle + time.Second),
+			wantPhase: lpmv1.PhaseRestoring, wantRestored: lpmv1.ReasonInProgress,
+		},
+		{
+			name:          "settling",
+			migration:     reportRestored,
+			now:           readyAt.Add(2 * time.Second),
+			wantPhase:     lpmv1.PhaseRestoring,
+			wantRestored:  lpmv1.ReasonSettling,
+			wantReadyTime: agentReadyAt,
+			wantRequeue:   3137 * time.Millisecond,
+		},
+		{
+			name:          "verified waits for source agent",
+			migration:     reportRestored,
+			now:           agentReadyAt.Add(DefaultSettle),
+			wantPhase:     lpmv1.PhaseRestoring,
+			wantRestored:  lpmv1.ReasonVerified,
+			wantSource:    lpmv1.ReasonInProgress,
+			wantReadyTime: agentReadyAt,
+			wantDowntime:  2887 * time.Millisecond,
+			wantRequeue:   cleanupTimeout,
 		},
 		{
 			name: "source agent cleaned up",
@@ -151,7 +181,7 @@ func TestStepRestoring(t *testing.T) {
 				reportRestored(m)
 				m.Spec.SourcePolicy = lpmv1.SourcePolicyKeep
 			},
-			now:          readyAt.Add(DefaultSettle),
+			now:          agentReadyAt.Add(DefaultSettle),
 			wantPhase:    lpmv1.PhaseSucceeded,
 			wantReason:   lpmv1.ReasonMigrationComplete,
 			wantRestored: lpmv1.ReasonVerified,
@@ -278,6 +308,10 @@ func TestStepRestoring(t *testing.T) {
 			}
 			if tc.wantDowntime != 0 && (o.status.Downtime == nil || o.status.Downtime.Duration != tc.wantDowntime) {
 				t.Errorf("downtime = %v, want %s", o.status.Downtime, tc.wantDowntime)
+			}
+			if !tc.wantReadyTime.IsZero() &&
+				(o.status.RestoredReadyTime == nil || !o.status.RestoredReadyTime.Time.Equal(tc.wantReadyTime)) {
+				t.Errorf("restoredReadyTime = %v, want %s", o.status.RestoredReadyTime, tc.wantReadyTime)
 			}
 			if tc.wantRequeue != 0 && o.requeueAfter != tc.wantRequeue {
 				t.Errorf("requeueAfter = %s, want %s", o.requeueAfter, tc.wantRequeue)

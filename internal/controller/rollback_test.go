@@ -75,7 +75,7 @@ func TestStepFinished(t *testing.T) {
 		m := inPhase(lpmv1.PhaseCheckpointing)
 		m.Status.Phase = lpmv1.PhaseFailed
 		m.Status.PhaseTransitions = append(m.Status.PhaseTransitions,
-			lpmv1.PhaseTransition{Phase: lpmv1.PhaseFailed, Time: metav1.NewTime(failedAt)})
+			lpmv1.PhaseTransition{Phase: lpmv1.PhaseFailed, Time: metav1.NewMicroTime(failedAt)})
 		m.Status.CompletionTime = &metav1.Time{Time: failedAt}
 		m.Status.RestoredPod = "web-restored"
 		for _, f := range mutate {

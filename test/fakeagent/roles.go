@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -69,7 +71,7 @@ func (a *Agent) checkpoint(ctx context.Context, m *lpmv1.PodMigration, src *lpmv
 	if err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.PodName}, pod); err != nil {
 		return fmt.Errorf("failed to get pod %s: %w", m.Spec.PodName, err)
 	}
-	src.CutTime = &metav1.Time{Time: a.clock.Now()}
+	src.CutTime = &metav1.MicroTime{Time: a.clock.Now()}
 	if f == nil {
 		src.Frozen = m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep
 		src.Containers = nil
@@ -149,31 +151,49 @@ func (a *Agent) actAsTarget(ctx context.Context, m *lpmv1.PodMigration, dst *lpm
 			a.setCondition(&dst.Conditions, lpmv1.AgentConditionImagesReady, f, "ImagesReady")
 		}
 	}
-	if m.Status.RestoredPod != "" && isTrue(dst.Conditions, lpmv1.AgentConditionImagesReady) &&
-		!has(dst.Conditions, lpmv1.AgentConditionRestored) {
-		return a.reportRestored(ctx, m, dst)
+	if m.Status.RestoredPod == "" || !isTrue(dst.Conditions, lpmv1.AgentConditionImagesReady) {
+		return nil
 	}
+	pod := &corev1.Pod{}
+	err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Status.RestoredPod}, pod)
+	if err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !has(dst.Conditions, lpmv1.AgentConditionRestored) {
+		a.reportRestored(pod, dst)
+	}
+	reportReady(pod, dst, a.clock.Now())
 	return nil
+}
+
+// reportReady records when the agent saw the restored pod Ready, as the
+// real agent does by its node's clock.
+func reportReady(pod *corev1.Pod, dst *lpmv1.TargetAgentStatus, now time.Time) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type != corev1.PodReady || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		if dst.ReadyTime == nil || dst.ReadyTime.Time.Before(c.LastTransitionTime.Time) {
+			dst.ReadyTime = &metav1.MicroTime{Time: now}
+		}
+	}
 }
 
 // reportRestored reports each restored container once the restored pod's
 // containers run, as the real agent reads containerd's restored marker.
-func (a *Agent) reportRestored(ctx context.Context, m *lpmv1.PodMigration, dst *lpmv1.TargetAgentStatus) error {
-	pod := &corev1.Pod{}
-	err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Status.RestoredPod}, pod)
-	if err != nil || pod.Status.Phase != corev1.PodRunning {
-		return nil
+func (a *Agent) reportRestored(pod *corev1.Pod, dst *lpmv1.TargetAgentStatus) {
+	if pod.Status.Phase != corev1.PodRunning {
+		return
 	}
 	ok, f := a.run(StepRestore)
 	if !ok {
-		return nil
+		return
 	}
 	for i := range dst.Containers {
 		dst.Containers[i].Restored = f == nil
 		dst.Containers[i].ContainerID = "containerd://" + strings.Repeat("f", 12) + dst.Containers[i].Name
 	}
 	a.setCondition(&dst.Conditions, lpmv1.AgentConditionRestored, f, "Restored")
-	return nil
 }
 
 func restoredVerified(m *lpmv1.PodMigration) bool {

@@ -231,3 +231,43 @@ func TestSettleWindow(t *testing.T) {
 	h.waitPhase("settle", lpmv1.PhaseSucceeded)
 	h.waitGone(source)
 }
+
+// The cut time, the phase transitions, the restored pod's Ready time and
+// the downtime keep their microseconds through the API server.
+func TestTimesKeepMicroseconds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent.Hold(fakeagent.StepCheckpoint)
+	h.agent.Hold(fakeagent.StepStartRestored)
+	h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1])
+	h.waitPhase("move", lpmv1.PhaseCheckpointing)
+
+	start := h.clock.Now()
+	h.clock.Step(250 * time.Millisecond)
+	h.agent.Proceed(fakeagent.StepCheckpoint)
+	h.waitPhase("move", lpmv1.PhaseRestoring)
+	h.clock.Step(1500*time.Millisecond + 123*time.Microsecond)
+	h.agent.Proceed(fakeagent.StepStartRestored)
+	m := h.waitPhase("move", lpmv1.PhaseSucceeded)
+
+	cut := start.Add(250 * time.Millisecond)
+	ready := cut.Add(1500*time.Millisecond + 123*time.Microsecond)
+	if m.Status.CutTime == nil || !m.Status.CutTime.Time.Equal(cut) {
+		t.Errorf("cutTime = %v, want %s", m.Status.CutTime, cut.Format(time.RFC3339Nano))
+	}
+	if m.Status.RestoredReadyTime == nil || !m.Status.RestoredReadyTime.Time.Equal(ready) {
+		t.Errorf("restoredReadyTime = %v, want %s", m.Status.RestoredReadyTime, ready.Format(time.RFC3339Nano))
+	}
+	if want := 1500*time.Millisecond + 123*time.Microsecond; m.Status.Downtime == nil ||
+		m.Status.Downtime.Duration != want {
+		t.Errorf("downtime = %v, want %s", m.Status.Downtime, want)
+	}
+	entered := map[lpmv1.MigrationPhase]time.Time{}
+	for _, tr := range m.Status.PhaseTransitions {
+		entered[tr.Phase] = tr.Time.Time
+	}
+	if got := entered[lpmv1.PhaseCheckpointComplete].Sub(entered[lpmv1.PhaseCheckpointing]); got != 250*time.Millisecond {
+		t.Errorf("Checkpointing lasted %s by the recorded transitions, want 250ms", got)
+	}
+}
