@@ -82,8 +82,8 @@ func Demo(ctx context.Context, opts Options, l *cluster.Lab) (int, error) {
 			}
 		},
 	}
-	// The API's times have a resolution of one second; this client also
-	// measures the cut-to-Ready interval itself, to a poll interval.
+	// Kubernetes timestamps have a resolution of one second, so this client
+	// also measures the cut-to-Ready interval itself, to a poll interval.
 	var cutSeen, readySeen time.Time
 	m.OnPoll = func(pm *lpmv1.PodMigration) {
 		if cutSeen.IsZero() && pm.Status.Phase != lpmv1.PhasePending && pm.Status.Phase != "" {

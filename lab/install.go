@@ -63,7 +63,7 @@ func Install(ctx context.Context, opts Options, l *cluster.Lab, dir string) erro
 		status := Kubectl(ctx, l, "rollout", "status", "--timeout=180s", "-n", w.namespace, w.ref)
 		status.Stdout, status.Stderr = os.Stdout, os.Stderr
 		if err := status.Run(); err != nil {
-			return fmt.Errorf("%s did not roll out: %w", w, err)
+			return fmt.Errorf("%s/%s did not roll out: %w", w.namespace, w.ref, err)
 		}
 	}
 	return waitAgentsReady(ctx, l, 2*time.Minute)
