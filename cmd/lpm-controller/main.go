@@ -34,6 +34,7 @@ func main() {
 		maxMigrations int
 		maxOutbound   int
 		concurrency   int
+		defaults      controller.Defaults
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address of the HTTPS metrics endpoint, which requires an authorized token. 0 disables it.")
@@ -46,6 +47,16 @@ func main() {
 	flag.IntVar(&maxOutbound, "max-outbound-per-node", controller.DefaultMaxOutboundPerNode,
 		"Maximum number of migrations past Pending whose source is the same node.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Number of PodMigrations reconciled at once.")
+	flag.DurationVar(&defaults.CheckpointTimeout, "default-checkpoint-timeout", controller.DefaultCheckpointTimeout,
+		"Checkpoint timeout of a PodMigration that sets no spec.timeouts.checkpoint. "+
+			"Set the agents' --default-checkpoint-timeout to the same value.")
+	flag.DurationVar(&defaults.TransferTimeout, "default-transfer-timeout", controller.DefaultTransferTimeout,
+		"Transfer timeout of a PodMigration that sets no spec.timeouts.transfer. "+
+			"Set the agents' --default-transfer-timeout to the same value.")
+	flag.DurationVar(&defaults.RestoreTimeout, "default-restore-timeout", controller.DefaultRestoreTimeout,
+		"Restore timeout of a PodMigration that sets no spec.timeouts.restore.")
+	flag.DurationVar(&defaults.OverallTimeout, "default-overall-timeout", controller.DefaultOverallTimeout,
+		"Overall timeout of a PodMigration that sets no spec.timeouts.overall.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,6 +66,10 @@ func main() {
 	if maxMigrations < 1 || maxOutbound < 1 || concurrency < 1 {
 		log.Error(nil, "Invalid flags: --max-migrations, --max-outbound-per-node and "+
 			"--max-concurrent-reconciles must be at least 1")
+		os.Exit(2)
+	}
+	if err := defaults.Validate(); err != nil {
+		log.Error(err, "Invalid flags")
 		os.Exit(2)
 	}
 
@@ -95,6 +110,7 @@ func main() {
 		Clock:     clock.RealClock{},
 		Recorder:  mgr.GetEventRecorder("lpm-controller"),
 		Slots:     controller.NewSlots(maxMigrations, maxOutbound),
+		Defaults:  defaults,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "Failed to set up the PodMigration controller")
@@ -110,7 +126,7 @@ func main() {
 	}
 
 	log.Info("Starting lpm-controller", "maxMigrations", maxMigrations, "maxOutboundPerNode", maxOutbound,
-		"leaderElection", leaderElect)
+		"leaderElection", leaderElect, "defaultTimeouts", defaults)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

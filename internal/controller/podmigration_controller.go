@@ -8,7 +8,9 @@ import (
 	"context"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +36,8 @@ type PodMigrationReconciler struct {
 	Recorder events.EventRecorder
 	// Slots enforces the concurrency caps.
 	Slots *Slots
+	// Defaults fill the timeouts that a PodMigration leaves empty.
+	Defaults Defaults
 }
 
 // +kubebuilder:rbac:groups=lpm.dev,resources=podmigrations,verbs=get;list;watch;patch
@@ -53,8 +57,14 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	log := ctrl.LoggerFrom(ctx)
 	m := &lpmv1.PodMigration{}
 	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	log = log.WithValues("pod", klog.KRef(m.Namespace, m.Spec.PodName))
+	ctx = ctrl.LoggerInto(ctx, log)
+	r.Defaults.apply(m)
 
 	// The finalizer comes first, so that deleting the migration at any later
 	// point rolls it back.
@@ -83,7 +93,7 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if m.Status.Phase != o.status.Phase {
 		log.Info("Phase changed", "from", m.Status.Phase, "to", o.status.Phase,
 			"sourceNode", o.status.SourceNode, "targetNode", o.status.TargetNode)
-		recordFinished(m, o.status)
+		recordTransitions(m, o.status)
 	}
 	if o.removeFinalizer && hasFinalizer(m) {
 		if err := r.removeFinalizer(ctx, m); err != nil {
@@ -91,6 +101,7 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}
 	r.emit(m, o.events)
+	r.emitOnPods(m, o, w)
 
 	if o.terminal != nil {
 		return ctrl.Result{}, reconcile.TerminalError(o.terminal)
@@ -120,6 +131,10 @@ func decide(m *lpmv1.PodMigration, w *world, slots *Slots) *outcome {
 // deleted, then checks its deadlines unless the step moved it on.
 func stepActive(o *outcome, w *world, slots *Slots) {
 	phase := o.status.Phase
+	// Pending turns an agent's failed check into a failed preflight.
+	if phase != "" && phase != lpmv1.PhasePending && !restoredVerified(o) && failOnAgentReport(o) {
+		return
+	}
 	switch phase {
 	case "", lpmv1.PhasePending:
 		stepPending(o, w, slots)

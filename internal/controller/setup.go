@@ -30,6 +30,7 @@ func (r *PodMigrationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	if err := IndexFields(ctx, mgr); err != nil {
 		return err
 	}
+	activeMigrations.use(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&lpmv1.PodMigration{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForPod)).
