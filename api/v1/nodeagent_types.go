@@ -116,6 +116,44 @@ type NodeCapabilities struct {
 	// nodes/checkpoint, as a SelfSubjectAccessReview reported.
 	// +optional
 	CheckpointAuthorized bool `json:"checkpointAuthorized,omitempty"`
+
+	// rseqRestore is true when CRIU on this node can dump and restore a
+	// process that registered restartable sequences (rseq), as glibc 2.35
+	// and later do at start: the kernel has the rseq system call and
+	// PTRACE_GET_RSEQ_CONFIGURATION (Linux 5.13), and CRIU is 3.17 or later.
+	// +optional
+	RseqRestore bool `json:"rseqRestore,omitempty"`
+
+	// restoreIntoNewCgroup is true when the OCI runtime restores processes
+	// into the cgroup of the new container rather than the one recorded at
+	// checkpoint, and no CRIU configuration file overrides that. Unset when
+	// the agent does not report it.
+	// +optional
+	RestoreIntoNewCgroup *bool `json:"restoreIntoNewCgroup,omitempty"`
+
+	// criuConfig lists the CRIU configuration files on the node that the
+	// runtime's CRIU reads, with their options.
+	// +optional
+	// +listType=map
+	// +listMapKey=path
+	// +kubebuilder:validation:MaxItems=4
+	CRIUConfig []CRIUConfigFile `json:"criuConfig,omitempty"`
+}
+
+// CRIUConfigFile is one CRIU configuration file and its options.
+type CRIUConfigFile struct {
+	// path is the file's path on the node, for example /etc/criu/runc.conf.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path"`
+
+	// options are the file's options without leading dashes, each as
+	// "name" or "name=value", for example "tcp-close" or "ghost-limit=10M".
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	Options []string `json:"options,omitempty"`
 }
 
 // +kubebuilder:object:root=true

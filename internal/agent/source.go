@@ -103,6 +103,9 @@ func (a *Agent) sourcePrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 	if err == nil {
 		reason, err = a.checkCheckpointable(ctx, pod, containers)
 	}
+	if err == nil {
+		reason, err = a.scanProcesses(ctx, pod, containers)
+	}
 	if err != nil {
 		return a.failSource(ctx, pm, lpmv1.AgentConditionPrepared, reason, err)
 	}
@@ -224,7 +227,7 @@ func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, contai
 		switch st {
 		case runtime.TaskRunning:
 		case runtime.TaskPaused:
-			return lpmv1.ReasonUnsupportedProcessState, fmt.Errorf("container %s of pod %s is already frozen; "+
+			return lpmv1.ReasonContainerFrozen, fmt.Errorf("container %s of pod %s is already frozen; "+
 				"CRIU can hang on a cgroup frozen by someone else", c.name, pod.Name)
 		default:
 			return lpmv1.ReasonPodNotRunning, fmt.Errorf("container %s of pod %s is %s", c.name, pod.Name, st)
@@ -300,7 +303,9 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		remaining := now.Add(timeout).Sub(a.clock.Now())
 		nodePath, err := a.checkpointer.Checkpoint(ctx, pm.Namespace, pod.Name, c.name, remaining)
 		if err != nil {
-			return rec, checkpointReason(ctx, err), fmt.Errorf("failed to checkpoint container %s: %w", c.name, err)
+			dir, lines := a.keepRuntimeLog(ctx, string(pm.UID), c.name, "dump", err.Error())
+			return rec, checkpointReason(ctx, err), withCRIUErrors(fmt.Errorf("failed to checkpoint container %s: %w",
+				c.name, err), a.opts.NodeName, dir, lines)
 		}
 		local, err := a.localArchivePath(nodePath)
 		if err != nil {
@@ -311,6 +316,9 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		if err := os.Chmod(local, 0o600); err != nil {
 			return rec, lpmv1.ReasonCheckpointFailed, fmt.Errorf("failed to restrict checkpoint archive %s: %w",
 				local, err)
+		}
+		if _, err := a.keepArchiveLog(string(pm.UID), c.name, local); err != nil {
+			logf.FromContext(ctx).Info("Kept no CRIU dump log", "container", c.name, "error", err.Error())
 		}
 		rec.Containers = append(rec.Containers, state.Container{Name: c.name, ContainerID: c.id, ArchivePath: local})
 		if err := a.store.Save(rec); err != nil {
@@ -339,6 +347,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 	cut := metav1.NewMicroTime(*rec.CutTime)
 	err = a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 		s.CutTime = &cut
+		s.LogPath = a.logDir(string(pm.UID))
 		s.Frozen = len(rec.Paused) > 0
 		s.Containers = stats
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionCheckpointed, metav1.ConditionTrue,

@@ -371,12 +371,20 @@ func (a *Agent) targetVerify(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 			notRestored = containers[i].Name
 		}
 	}
+	if failed, err := a.restoreFailure(ctx, pm, statuses); failed {
+		return reconcile.Result{}, err
+	}
 	if !all && notRestored == "" {
 		err := a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 			s.Containers = containers
 			s.ReadyTime = readyTime
 		})
 		return reconcile.Result{RequeueAfter: pollInterval}, err
+	}
+	if notRestored == "" && !isTrue(targetCondition(pm, lpmv1.AgentConditionRestored)) {
+		if reason, err := a.proveRestore(ctx, containers); err != nil {
+			return reconcile.Result{}, a.failTarget(ctx, pm, lpmv1.AgentConditionRestored, reason, err)
+		}
 	}
 	return reconcile.Result{}, a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 		s.Containers = containers

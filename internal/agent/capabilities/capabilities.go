@@ -94,6 +94,7 @@ func (h Host) Probe(ctx context.Context, rt *runtime.Runtime) (*Report, error) {
 		report.RestoreProblems = append(report.RestoreProblems, err.Error())
 	} else {
 		h.probeTools(ctx, report, info, root, env)
+		h.probeNode(report, root)
 		caps.CheckpointNonRoot = hasCapability(filepath.Join(h.ProcRoot, strconv.FormatUint(info.Pid, 10),
 			"status"), capSysResource)
 	}
@@ -143,6 +144,16 @@ func parseMajorMinor(v string) (int, int, bool) {
 	major, _ := strconv.Atoi(m[1])
 	minor, _ := strconv.Atoi(m[2])
 	return major, minor, true
+}
+
+// RuntimeRoot returns the root directory of containerd's process as the
+// agent sees it, and containerd's PATH, without "PATH=".
+func (h Host) RuntimeRoot(info *runtime.Info) (string, string, error) {
+	root, env, err := h.withDefaults().runtimeRoot(info)
+	if err != nil {
+		return "", "", err
+	}
+	return root, strings.TrimPrefix(env[0], "PATH="), nil
 }
 
 // runtimeRoot returns the root directory and environment of containerd's

@@ -26,7 +26,7 @@ type Scanner struct {
 	CgroupRoot string
 	// Policy is what the node's CRIU handles.
 	Policy Policy
-	// Kernel answers what /proc does not show; LiveKernel when nil.
+	// Kernel reports what /proc does not show, LiveKernel when nil.
 	Kernel Kernel
 }
 
@@ -169,4 +169,11 @@ func fileHasLine(path, want string) bool {
 		}
 	}
 	return false
+}
+
+// Tree returns pid and its descendants under procRoot, the process tree
+// CRIU dumps or restores for a container whose init process is pid.
+func Tree(procRoot string, pid int) ([]int, error) {
+	r := &reader{procRoot: procRoot}
+	return r.tree(pid)
 }

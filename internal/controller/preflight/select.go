@@ -31,7 +31,10 @@ func CheckTarget(pod *corev1.Pod, node *corev1.Node, c *Cluster, now time.Time) 
 	if f := CheckAgent(agent, node.Name, RoleTarget, now); f != nil {
 		return f
 	}
-	return CheckCompatible(c.Agents[pod.Spec.NodeName], agent)
+	if f := CheckCompatible(c.Agents[pod.Spec.NodeName], agent); f != nil {
+		return f
+	}
+	return CheckCRIUCompatible(c.Agents[pod.Spec.NodeName], agent)
 }
 
 // SelectTarget picks the node to move the pod to when the PodMigration

@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/lpm-dev/lpm/internal/agent/restorecheck"
+)
+
+// logRetention is how long the agent keeps a migration's CRIU logs: runtimes
+// delete theirs with the failed container.
+const logRetention = 24 * time.Hour
+
+// maxLogBytes bounds one kept CRIU log.
+const maxLogBytes = 32 << 20
+
+// logDir is the directory that keeps a migration's CRIU logs on this node.
+func (a *Agent) logDir(uid string) string {
+	return filepath.Join(a.store.Dir(), "logs", uid)
+}
+
+// keepArchiveLog copies CRIU's dump log out of a checkpoint archive into
+// the migration's log directory and returns the directory.
+func (a *Agent) keepArchiveLog(uid, container, archivePath string) (string, error) {
+	f, err := os.Open(archivePath)
+	if err != nil {
+		return "", fmt.Errorf("failed to open checkpoint archive: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("checkpoint archive %s has no %s", archivePath, metadata.DumpLogFile)
+		}
+		if err != nil {
+			return "", fmt.Errorf("failed to read checkpoint archive %s: %w", archivePath, err)
+		}
+		if filepath.Clean(hdr.Name) == metadata.DumpLogFile && hdr.Typeflag == tar.TypeReg {
+			return a.writeLog(uid, container+"-"+metadata.DumpLogFile, tr)
+		}
+	}
+}
+
+// keepRuntimeLog copies the CRIU log that a runtime's error names, read
+// through the runtime's root, and returns the kept file's directory and the
+// log's error lines. It returns nothing when the error names no log or the
+// runtime already deleted it.
+func (a *Agent) keepRuntimeLog(ctx context.Context, uid, container, kind, runtimeErr string) (string, []string) {
+	log := logf.FromContext(ctx)
+	nodePath := restorecheck.LogFileFromError(runtimeErr)
+	if nodePath == "" {
+		return "", nil
+	}
+	info, err := a.runtime.Info(ctx)
+	if err != nil {
+		log.Error(err, "Failed to find the runtime's root for its CRIU log", "path", nodePath)
+		return "", nil
+	}
+	local := filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root", filepath.Clean(nodePath))
+	f, err := os.Open(local)
+	if err != nil {
+		log.Info("The runtime's CRIU log is gone", "path", nodePath, "error", err.Error())
+		return "", nil
+	}
+	defer func() { _ = f.Close() }()
+	dir, err := a.writeLog(uid, container+"-"+kind+".log", f)
+	if err != nil {
+		log.Error(err, "Failed to keep the runtime's CRIU log", "path", nodePath)
+		return "", nil
+	}
+	kept, err := os.Open(filepath.Join(dir, container+"-"+kind+".log"))
+	if err != nil {
+		return dir, nil
+	}
+	defer func() { _ = kept.Close() }()
+	return dir, restorecheck.ErrorLines(kept)
+}
+
+// writeLog writes at most maxLogBytes of r to name in the migration's log
+// directory, readable by root only, and removes logs past their retention.
+func (a *Agent) writeLog(uid, name string, r io.Reader) (string, error) {
+	dir := a.logDir(uid)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("failed to create log directory: %w", err)
+	}
+	out, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("failed to create CRIU log copy: %w", err)
+	}
+	_, err = io.Copy(out, io.LimitReader(r, maxLogBytes))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to copy CRIU log %s: %w", name, err)
+	}
+	a.pruneLogs(uid)
+	return dir, nil
+}
+
+// pruneLogs removes the log directories of other migrations that are older
+// than logRetention.
+func (a *Agent) pruneLogs(keep string) {
+	root := filepath.Join(a.store.Dir(), "logs")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	cutoff := a.clock.Now().Add(-logRetention)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || e.Name() == keep || !e.IsDir() || info.ModTime().After(cutoff) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(root, e.Name()))
+	}
+}
+
+// withCRIUErrors appends CRIU's error lines and the kept log's location to
+// a failure.
+func withCRIUErrors(err error, node, dir string, lines []string) error {
+	if dir == "" {
+		return err
+	}
+	if len(lines) == 0 {
+		return fmt.Errorf("%w; CRIU log kept on node %s in %s", err, node, dir)
+	}
+	return fmt.Errorf("%w; CRIU log kept on node %s in %s; CRIU errors: %s", err, node, dir,
+		strings.Join(lines, " | "))
+}

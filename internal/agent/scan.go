@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/procscan"
+	"github.com/lpm-dev/lpm/internal/criuconfig"
+)
+
+// maxFindingsShown is how many findings of the process scan go into the
+// Prepared condition's message.
+const maxFindingsShown = 3
+
+// scanProcesses reads every process of the pod's containers from /proc
+// and rejects the migration, before anything touches the pod, when one
+// holds an object the node's CRIU cannot dump or restore (step 2).
+func (a *Agent) scanProcesses(ctx context.Context, pod *corev1.Pod, containers []podContainer) (lpmv1.Reason,
+	error) {
+	info, err := a.runtime.Info(ctx)
+	if err != nil {
+		return lpmv1.ReasonAgentCannotCheckpoint, err
+	}
+	var targets []procscan.Container
+	for _, c := range containers {
+		pid, err := a.runtime.TaskPID(ctx, c.id)
+		if err != nil {
+			return lpmv1.ReasonPodNotRunning, fmt.Errorf("container %s of pod %s: %w", c.name, pod.Name, err)
+		}
+		targets = append(targets, procscan.Container{Name: c.name, PID: int(pid)})
+	}
+	scanner := procscan.Scanner{
+		ProcRoot: a.opts.ProcRoot,
+		// The agent's own /sys/fs/cgroup is its container's; containerd's
+		// root shows the node's cgroup mount.
+		CgroupRoot: filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root", "sys", "fs", "cgroup"),
+		Policy:     a.scanPolicy(ctx),
+	}
+
+	start := a.clock.Now()
+	result, err := scanner.Scan(targets)
+	if err != nil {
+		return lpmv1.ReasonInternalError, err
+	}
+	logf.FromContext(ctx).V(1).Info("Scanned the pod's processes", "pod", pod.Name, "processes", result.Processes,
+		"fileDescriptors", result.FileDescriptors, "findings", len(result.Findings),
+		"duration", a.clock.Since(start).String(), "criuVersion", scanner.Policy.CRIUVersion)
+	if len(result.Findings) == 0 {
+		return "", nil
+	}
+	return result.Findings[0].Reason, errors.New(result.Message(maxFindingsShown))
+}
+
+// scanPolicy returns what this node's CRIU handles, from the capabilities
+// the agent published: its version and the ghost-file limit of its
+// configuration. Without them every rule applies.
+func (a *Agent) scanPolicy(ctx context.Context) procscan.Policy {
+	na := &lpmv1.NodeAgent{}
+	if err := a.client.Get(ctx, types.NamespacedName{Name: a.opts.NodeName}, na); err != nil ||
+		na.Status.Capabilities == nil {
+		logf.FromContext(ctx).Info("No published capabilities; the process scan applies every rule",
+			"nodeAgent", a.opts.NodeName)
+		return procscan.Policy{}
+	}
+	caps := na.Status.Capabilities
+	return procscan.NewPolicy(caps.CRIUVersion, criuconfig.GhostLimit(caps.CRIUConfig))
+}
