@@ -79,6 +79,12 @@ func run() error {
 	flag.DurationVar(&cfg.GCInterval, "gc-interval", 5*time.Minute, "Period of the garbage collection.")
 	flag.DurationVar(&cfg.ProbeInterval, "probe-interval", 5*time.Minute,
 		"Period of the node capability probe.")
+	flag.DurationVar(&cfg.DefaultCheckpointTimeout, "default-checkpoint-timeout", 2*time.Minute,
+		"Checkpoint timeout of a PodMigration that sets no spec.timeouts.checkpoint. "+
+			"Set the controller's --default-checkpoint-timeout to the same value.")
+	flag.DurationVar(&cfg.DefaultTransferTimeout, "default-transfer-timeout", 10*time.Minute,
+		"Transfer timeout of a PodMigration that sets no spec.timeouts.transfer. "+
+			"Set the controller's --default-transfer-timeout to the same value.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address of the metrics endpoint (HTTPS, authenticated); 0 disables it.")
 	flag.StringVar(&health, "health-probe-bind-address", ":10352", "Address of /healthz and /readyz.")
@@ -88,6 +94,9 @@ func run() error {
 
 	if cfg.NodeName == "" || nodeAddress == "" {
 		return fmt.Errorf("--node-name and --node-address are required (or NODE_NAME and NODE_ADDRESS)")
+	}
+	if cfg.DefaultCheckpointTimeout <= 0 || cfg.DefaultTransferTimeout <= 0 {
+		return fmt.Errorf("--default-checkpoint-timeout and --default-transfer-timeout must be positive")
 	}
 	if cfg.LocalCheckpointsDir == "" {
 		cfg.LocalCheckpointsDir = cfg.CheckpointsDir

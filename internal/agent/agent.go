@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -187,6 +188,8 @@ func (a *Agent) Reconcile(ctx context.Context, req reconcile.Request) (reconcile
 		}
 		return reconcile.Result{}, err
 	}
+	log = log.WithValues("pod", klog.KRef(pm.Namespace, pm.Spec.PodName))
+	ctx = logf.IntoContext(ctx, log)
 	uid := string(pm.UID)
 	var results []reconcile.Result
 	var errs []error

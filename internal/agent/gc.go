@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -67,7 +68,7 @@ func (a *Agent) CollectGarbage(ctx context.Context) error {
 
 // collectRecord finishes a record whose migration no longer needs it.
 func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
-	log := logf.FromContext(ctx).WithValues("podMigration", rec.Namespace+"/"+rec.Name, "uid", rec.UID,
+	log := logf.FromContext(ctx).WithValues("PodMigration", klog.KRef(rec.Namespace, rec.Name), "uid", rec.UID,
 		"role", rec.Role)
 	pm := &lpmv1.PodMigration{}
 	err := a.client.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, pm)

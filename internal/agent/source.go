@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -241,7 +242,8 @@ func (a *Agent) checkCheckpointable(ctx context.Context, pod *corev1.Pod, contai
 // another's checkpoint. The checkpoints follow one by one, each bounded by
 // what is left of the migration's checkpoint timeout.
 func (a *Agent) checkpointTask(ctx context.Context, pm *lpmv1.PodMigration) {
-	log := logf.FromContext(ctx).WithValues("podMigration", pm.Namespace+"/"+pm.Name, "role", "source")
+	log := logf.FromContext(ctx).WithValues("PodMigration", klog.KObj(pm),
+		"pod", klog.KRef(pm.Namespace, pm.Spec.PodName), "role", "source")
 	ctx = logf.IntoContext(ctx, log)
 	rec, reason, err := a.checkpoint(ctx, pm)
 	if err != nil {
@@ -356,6 +358,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 	if err != nil {
 		return rec, lpmv1.ReasonInternalError, err
 	}
+	recordCheckpoint(stats, a.clock.Since(now))
 	return rec, "", nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/state"
 )
 
 // patchSource writes the agent's part of a PodMigration's status,
@@ -111,6 +112,7 @@ func truncate(s string, n int) string {
 // failSource writes a False condition with a typed reason.
 func (a *Agent) failSource(ctx context.Context, pm *lpmv1.PodMigration, condType string, reason lpmv1.Reason,
 	err error) error {
+	recordError(state.RoleSource, condType, reason)
 	return a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 		setCondition(&s.Conditions, a.condition(pm, condType, metav1.ConditionFalse, reason, err.Error()))
 	})
@@ -119,6 +121,7 @@ func (a *Agent) failSource(ctx context.Context, pm *lpmv1.PodMigration, condType
 // failTarget writes a False condition with a typed reason.
 func (a *Agent) failTarget(ctx context.Context, pm *lpmv1.PodMigration, condType string, reason lpmv1.Reason,
 	err error) error {
+	recordError(state.RoleTarget, condType, reason)
 	return a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 		setCondition(&s.Conditions, a.condition(pm, condType, metav1.ConditionFalse, reason, err.Error()))
 	})

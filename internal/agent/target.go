@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -135,7 +136,8 @@ func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus) e
 
 // importTask fetches and imports every checkpoint image (step 8).
 func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
-	log := logf.FromContext(ctx).WithValues("podMigration", pm.Namespace+"/"+pm.Name, "role", "target")
+	log := logf.FromContext(ctx).WithValues("PodMigration", klog.KObj(pm),
+		"pod", klog.KRef(pm.Namespace, pm.Spec.PodName), "role", "target")
 	ctx = logf.IntoContext(ctx, log)
 	timeout := a.opts.DefaultTransferTimeout
 	if pm.Spec.Timeouts != nil && pm.Spec.Timeouts.Transfer != nil {
@@ -144,6 +146,7 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	start := a.clock.Now()
 	images, reason, err := a.importImages(ctx, pm)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -160,6 +163,7 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 		return
 	}
 	a.progress.forget(string(pm.UID))
+	recordImport(pm, a.clock.Since(start))
 	err = a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 		s.Containers = images
 		s.BytesDone = s.BytesTotal
