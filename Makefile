@@ -14,6 +14,8 @@ BIN := $(CURDIR)/bin
 COMPONENTS := hack/components.sh
 CONTROLLER_GEN = $(shell $(COMPONENTS) path controller-gen)/controller-gen
 GOLANGCI_LINT = $(shell $(COMPONENTS) path golangci-lint)/golangci-lint
+KUSTOMIZE = $(shell $(COMPONENTS) path kustomize)/kustomize
+HELM = $(shell $(COMPONENTS) path helm)/helm
 
 .DEFAULT_GOAL := help
 
@@ -36,6 +38,8 @@ generate: ## Generate deepcopy code, CRDs and RBAC from the Go sources.
 		output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=lpm-agent paths=./internal/agent/... \
 		output:rbac:artifacts:config=config/rbac/agent
+	$(COMPONENTS) kustomize
+	hack/generate-chart-files.sh $(KUSTOMIZE)
 
 .PHONY: fmt
 fmt: ## Format the Go sources.
@@ -51,12 +55,15 @@ lint: ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
-verify: generate ## Fail when generated files are stale.
+verify: generate ## Fail when generated files are stale or the chart and config/default differ.
 	@if [ -n "$$(git status --porcelain -- api config charts docs/api.md)" ]; then \
 		git status --porcelain -- api config charts docs/api.md; \
 		echo "generated files are stale: run 'make generate' and commit the result" >&2; \
 		exit 1; \
 	fi
+	$(COMPONENTS) kustomize helm
+	go run ./hack/verify-manifests -kustomize $(KUSTOMIZE) -helm $(HELM)
+	$(HELM) lint --strict charts/lpm
 
 ##@ Build
 
