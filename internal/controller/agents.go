@@ -27,6 +27,46 @@ func targetCondition(m *lpmv1.PodMigration, t string) *metav1.Condition {
 func isTrue(c *metav1.Condition) bool  { return c != nil && c.Status == metav1.ConditionTrue }
 func isFalse(c *metav1.Condition) bool { return c != nil && c.Status == metav1.ConditionFalse }
 
+// agentStep is an agent condition whose False status fails the migration,
+// with the reason the controller uses when the agent's reason is not a
+// typed reason.
+type agentStep struct {
+	source   bool
+	condType string
+	fallback lpmv1.Reason
+}
+
+// agentSteps are the agents' steps up to verification, in the order of a
+// migration.
+var agentSteps = []agentStep{
+	{source: true, condType: lpmv1.AgentConditionPrepared, fallback: lpmv1.ReasonUnsupportedProcessState},
+	{source: false, condType: lpmv1.AgentConditionPrepared, fallback: lpmv1.ReasonBaseImageUnavailable},
+	{source: true, condType: lpmv1.AgentConditionCheckpointed, fallback: lpmv1.ReasonCheckpointFailed},
+	{source: true, condType: lpmv1.AgentConditionImagesServed, fallback: lpmv1.ReasonImageBuildFailed},
+	{source: false, condType: lpmv1.AgentConditionImagesReady, fallback: lpmv1.ReasonImportFailed},
+	{source: false, condType: lpmv1.AgentConditionRestored, fallback: lpmv1.ReasonNotRestored},
+}
+
+// failOnAgentReport fails the migration when either agent reports one of
+// its steps False, and reports whether it did. An agent may report a
+// failure long after the step's own phase: the source agent fails
+// ImagesServed with LivenessProbeDeadline while the restored pod is being
+// verified, because the kubelet may soon kill the frozen source. So every
+// phase before verification checks every step.
+func failOnAgentReport(o *outcome) bool {
+	for _, step := range agentSteps {
+		role, node, c := "target", o.status.TargetNode, targetCondition(o.m, step.condType)
+		if step.source {
+			role, node, c = "source", o.status.SourceNode, sourceCondition(o.m, step.condType)
+		}
+		if isFalse(c) {
+			o.fail(agentReason(c, step.fallback), agentMessage(role, node, c))
+			return true
+		}
+	}
+	return false
+}
+
 // agentReason returns the typed reason an agent reported, or fallback when
 // the agent's reason is not a valid reason.
 func agentReason(c *metav1.Condition, fallback lpmv1.Reason) lpmv1.Reason {

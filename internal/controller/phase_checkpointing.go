@@ -9,18 +9,15 @@ import (
 )
 
 // stepCheckpointing waits for the source agent's checkpoint and copies its
-// figures into the controller's part of the status.
+// figures into the controller's part of the status. failOnAgentReport has
+// failed the migration already when the checkpoint failed.
 func stepCheckpointing(o *outcome, w *world) {
 	if !checkSourcePod(o, w) {
 		return
 	}
 	copyCheckpointFigures(o)
 
-	c := sourceCondition(o.m, lpmv1.AgentConditionCheckpointed)
-	switch {
-	case isFalse(c):
-		o.fail(agentReason(c, lpmv1.ReasonCheckpointFailed), agentMessage("source", o.status.SourceNode, c))
-	case isTrue(c):
+	if isTrue(sourceCondition(o.m, lpmv1.AgentConditionCheckpointed)) {
 		o.setCondition(lpmv1.ConditionCheckpointed, metav1.ConditionTrue, lpmv1.ReasonCheckpointed,
 			fmt.Sprintf("every container of pod %s is checkpointed", o.m.Spec.PodName))
 		o.setPhase(lpmv1.PhaseCheckpointComplete)

@@ -36,16 +36,7 @@ func stepPreparingImages(o *outcome, w *world) {
 		o.status.TransferProgress = &lpmv1.TransferProgress{BytesDone: target.BytesDone, BytesTotal: target.BytesTotal}
 	}
 
-	if c := sourceCondition(o.m, lpmv1.AgentConditionImagesServed); isFalse(c) {
-		o.fail(agentReason(c, lpmv1.ReasonImageBuildFailed), agentMessage("source", o.status.SourceNode, c))
-		return
-	}
-	c := targetCondition(o.m, lpmv1.AgentConditionImagesReady)
-	if isFalse(c) {
-		o.fail(agentReason(c, lpmv1.ReasonImportFailed), agentMessage("target", o.status.TargetNode, c))
-		return
-	}
-	if !isTrue(c) {
+	if !isTrue(targetCondition(o.m, lpmv1.AgentConditionImagesReady)) {
 		return
 	}
 

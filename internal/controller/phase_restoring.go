@@ -101,11 +101,6 @@ func verifyRestoredPod(o *outcome, w *world) {
 		return
 	}
 	agent := targetCondition(o.m, lpmv1.AgentConditionRestored)
-	if isFalse(agent) {
-		o.fail(agentReason(agent, lpmv1.ReasonNotRestored), agentMessage("target", o.status.TargetNode, agent))
-		return
-	}
-
 	ready := preflight.PodReadyCondition(pod)
 	if ready == nil || ready.Status != corev1.ConditionTrue || !isTrue(agent) {
 		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonInProgress,

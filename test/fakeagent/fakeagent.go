@@ -76,6 +76,9 @@ type Agent struct {
 	heldSteps   map[Step]bool
 	failedSteps map[Step]failure
 	counts      map[Step]int
+	// sourceReports are failures the source agent reports in whatever
+	// phase it finds a migration in, by condition type.
+	sourceReports map[string]failure
 
 	migrationEvents chan event.GenericEvent
 	podEvents       chan event.GenericEvent
@@ -87,6 +90,7 @@ func New(c client.Client, reader client.Reader, clk clock.PassiveClock, nodes ..
 	a := &Agent{
 		client: c, reader: reader, clock: clk, nodes: map[string]bool{},
 		heldSteps: map[Step]bool{}, failedSteps: map[Step]failure{}, counts: map[Step]int{},
+		sourceReports:   map[string]failure{},
 		migrationEvents: make(chan event.GenericEvent, 1024),
 		podEvents:       make(chan event.GenericEvent, 1024),
 	}
@@ -107,6 +111,17 @@ func (a *Agent) Hold(step Step) {
 func (a *Agent) Fail(step Step, reason lpmv1.Reason, message string) {
 	a.mu.Lock()
 	a.failedSteps[step] = failure{reason: string(reason), message: message}
+	a.mu.Unlock()
+	a.poke()
+}
+
+// FailSource makes the source agent report condition condType False with a
+// typed reason in any phase after Pending and before verification, as the
+// real agent reports LivenessProbeDeadline on ImagesServed when the
+// kubelet may soon kill the frozen source.
+func (a *Agent) FailSource(condType string, reason lpmv1.Reason, message string) {
+	a.mu.Lock()
+	a.sourceReports[condType] = failure{reason: string(reason), message: message}
 	a.mu.Unlock()
 	a.poke()
 }

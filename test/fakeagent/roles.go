@@ -40,6 +40,9 @@ func (a *Agent) actAsSource(ctx context.Context, m *lpmv1.PodMigration, src *lpm
 		}
 		return nil
 	}
+	if a.reportSourceFailures(src) {
+		return nil
+	}
 
 	if phase == lpmv1.PhaseCheckpointing && !has(src.Conditions, lpmv1.AgentConditionCheckpointed) {
 		if err := a.checkpoint(ctx, m, src); err != nil {
@@ -60,6 +63,17 @@ func (a *Agent) actAsSource(ctx context.Context, m *lpmv1.PodMigration, src *lpm
 		}
 	}
 	return nil
+}
+
+// reportSourceFailures writes the failures set with FailSource and reports
+// whether there were any.
+func (a *Agent) reportSourceFailures(src *lpmv1.SourceAgentStatus) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for condType, f := range a.sourceReports {
+		a.setCondition(&src.Conditions, condType, &f, "")
+	}
+	return len(a.sourceReports) > 0
 }
 
 func (a *Agent) checkpoint(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {

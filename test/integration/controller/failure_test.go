@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -138,4 +139,83 @@ func TestCleanupTimeout(t *testing.T) {
 		return eventReasons(h, m)[string(lpmv1.ReasonCleanupTimedOut)]
 	})
 	h.assertRolledBack(m, source)
+}
+
+// A failure that an agent reports after its step's own phase still rolls
+// the migration back, in every phase before verification. The source agent
+// reports LivenessProbeDeadline on ImagesServed whenever the kubelet may
+// soon kill the frozen source, which can be while the restored pod is
+// being verified.
+func TestLateSourceFailureInEveryPhase(t *testing.T) {
+	t.Parallel()
+	testCases := []struct {
+		hold  fakeagent.Step
+		phase lpmv1.MigrationPhase
+	}{
+		{fakeagent.StepCheckpoint, lpmv1.PhaseCheckpointing},
+		// CheckpointComplete lasts one reconcile: the story stops the
+		// controller right after it to report the failure there.
+		{"", lpmv1.PhaseCheckpointComplete},
+		{fakeagent.StepImportImages, lpmv1.PhasePreparingImages},
+		{fakeagent.StepRestore, lpmv1.PhaseRestoring},
+	}
+	for _, tc := range testCases {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			source := h.createRunningPod("web", h.nodes[0])
+			if tc.phase == lpmv1.PhaseCheckpointComplete {
+				stopInCheckpointComplete(h, "web")
+			} else {
+				h.agent.Hold(tc.hold)
+				m := h.migrate("move", "web", h.nodes[1])
+				h.waitPhase("move", tc.phase)
+				if tc.phase == lpmv1.PhaseRestoring {
+					h.waitFor("restored pod created", func() bool { return len(h.restoredPods(m)) == 1 })
+				}
+			}
+
+			h.agent.FailSource(lpmv1.AgentConditionImagesServed, lpmv1.ReasonLivenessProbeDeadline,
+				"the kubelet may kill the frozen source soon")
+			if tc.phase == lpmv1.PhaseCheckpointComplete {
+				h.waitFor("the source agent's report", func() bool {
+					src := h.get("move").Status.Source
+					c := meta.FindStatusCondition(src.Conditions, lpmv1.AgentConditionImagesServed)
+					return c != nil && c.Status == metav1.ConditionFalse
+				})
+				h.startController()
+			}
+			m := h.waitFailed("move", lpmv1.ReasonLivenessProbeDeadline)
+
+			if got := phases(m); len(got) < 2 || got[len(got)-2] != tc.phase {
+				t.Errorf("phases %v, want Failed right after %s", got, tc.phase)
+			}
+			if tc.hold != "" {
+				h.agent.Proceed(tc.hold)
+			}
+			h.assertRolledBack(m, source)
+			h.waitFor("finalizer removed", func() bool { return len(h.get("move").Finalizers) == 0 })
+		})
+	}
+}
+
+// stopInCheckpointComplete starts a migration of pod to the second node
+// and leaves it in CheckpointComplete with no controller running.
+func stopInCheckpointComplete(h *harness, pod string) {
+	h.t.Helper()
+	h.agent.Hold(fakeagent.StepCheckpoint)
+	h.migrate("move", pod, h.nodes[1])
+	h.waitPhase("move", lpmv1.PhaseCheckpointing)
+	h.stopController()
+	h.agent.Proceed(fakeagent.StepCheckpoint)
+	h.waitFor("checkpoint reported", func() bool {
+		src := h.get("move").Status.Source
+		return src != nil && meta.IsStatusConditionTrue(src.Conditions, lpmv1.AgentConditionCheckpointed)
+	})
+	if _, err := h.reconcileOnce("move"); err != nil {
+		h.t.Fatalf("reconcile: %v", err)
+	}
+	if got := h.get("move").Status.Phase; got != lpmv1.PhaseCheckpointComplete {
+		h.t.Fatalf("phase after one reconcile = %s, want CheckpointComplete", got)
+	}
 }
