@@ -88,6 +88,10 @@ type Info struct {
 	// Files lists the regular files of the archive by cleaned name, with
 	// their sizes.
 	Files map[string]int64
+	// Processes lists the process IDs of CRIU's process tree (pstree.img).
+	Processes []int
+
+	pstree []byte
 }
 
 // DumpStats are the figures of CRIU's stats-dump file.
@@ -220,6 +224,13 @@ func readEntry(tr *tar.Reader, hdr *tar.Header, name string, info *Info, limits 
 		return nil
 	case metadata.RootFsDiffTar:
 		return checkRootfsDiff(tr, limits)
+	case pstreeImage:
+		data, err := readSmall(tr, hdr, limits)
+		if err != nil {
+			return err
+		}
+		info.pstree = data
+		return nil
 	}
 
 	// Reading the entry to its end makes the tar reader report a body that
@@ -383,7 +394,11 @@ func checkRequired(info *Info) error {
 	if info.Config.RootfsImageRef == "" && info.Config.RootfsImageName == "" {
 		return invalid(metadata.ConfigDumpFile, "no base image")
 	}
-	return nil
+	tree, err := parsePstree(info.pstree)
+	if err != nil {
+		return invalid(pstreeImage, "%v", err)
+	}
+	return checkProcessImages(info, tree)
 }
 
 func hasPages(files map[string]int64) bool {

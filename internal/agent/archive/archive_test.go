@@ -16,6 +16,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/stats"
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
 )
 
 type entry struct {
@@ -77,7 +79,15 @@ func validEntries(t testing.TB) []entry {
 		file("status", `{"Pid":4242}`),
 		dir("checkpoint/"),
 		file("checkpoint/inventory.img", "inventory"),
-		file("checkpoint/pstree.img", "pstree"),
+		file("checkpoint/pstree.img", string(archivetest.Pstree(t, 1, 7))),
+		file("checkpoint/core-1.img", "core"),
+		file("checkpoint/mm-1.img", "mm"),
+		file("checkpoint/pagemap-1.img", "pagemap"),
+		file("checkpoint/ids-1.img", "ids"),
+		file("checkpoint/core-7.img", "core"),
+		file("checkpoint/mm-7.img", "mm"),
+		file("checkpoint/pagemap-7.img", "pagemap"),
+		file("checkpoint/ids-7.img", "ids"),
 		file("checkpoint/pages-1.img", strings.Repeat("p", 4096)),
 		{hdr: tar.Header{Name: "stats-dump", Typeflag: tar.TypeReg, Mode: 0o600}, body: statsDump(t, 1500, 9000, 170)},
 		file("rootfs-diff.tar", rootfsDiff(t, file("tmp/state", "1"),
@@ -241,6 +251,27 @@ func TestInspectRejects(t *testing.T) {
 			name:       "missing status dump",
 			data:       writeTar(t, replace(valid, "status.dump")),
 			wantReason: "missing status.dump",
+		},
+		{
+			name:       "missing core image of a child",
+			data:       writeTar(t, replace(valid, "checkpoint/core-7.img")),
+			wantReason: "missing: checkpoint/core-7.img",
+		},
+		{
+			name:       "missing memory map of the root",
+			data:       writeTar(t, replace(valid, "checkpoint/mm-1.img")),
+			wantReason: "missing: checkpoint/mm-1.img",
+		},
+		{
+			name:       "process tree not an image",
+			data:       writeTar(t, replace(valid, "checkpoint/pstree.img", file("checkpoint/pstree.img", "pstree"))),
+			wantReason: "is not the process tree's",
+		},
+		{
+			name: "process tree entry truncated",
+			data: writeTar(t, replace(valid, "checkpoint/pstree.img", file("checkpoint/pstree.img",
+				string(archivetest.Pstree(t, 1)[:12])))),
+			wantReason: "entry 1 claims",
 		},
 		{
 			name:       "config without name",

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
+	"google.golang.org/protobuf/proto"
 )
 
 // Options shape the archive.
@@ -46,7 +48,11 @@ func Write(tb testing.TB, w io.Writer, opts Options) {
 		{"status.dump", `{"metadata":{"name":"` + opts.Container + `"}}`},
 		{"status", `{"Pid":4242}`},
 		{"checkpoint/inventory.img", "inventory"},
-		{"checkpoint/pstree.img", "pstree"},
+		{"checkpoint/pstree.img", string(Pstree(tb, 1))},
+		{"checkpoint/core-1.img", "core"},
+		{"checkpoint/mm-1.img", "mm"},
+		{"checkpoint/pagemap-1.img", "pagemap"},
+		{"checkpoint/ids-1.img", "ids"},
 		{"stats-dump", string(StatsDump(tb, 1500, 9000, uint64(opts.PagesBytes/4096)))},
 		{"container.log", "count=1\n"},
 	}
@@ -57,6 +63,28 @@ func Write(tb testing.TB, w io.Writer, opts Options) {
 	if err := tw.Close(); err != nil {
 		tb.Fatalf("failed to close archive: %v", err)
 	}
+}
+
+// Pstree returns a CRIU process tree image (pstree.img) of single-threaded
+// processes: the first is the root, the others its children.
+func Pstree(tb testing.TB, pids ...uint32) []byte {
+	tb.Helper()
+	out := binary.LittleEndian.AppendUint32(nil, 0x54564319) // IMG_COMMON_MAGIC
+	out = binary.LittleEndian.AppendUint32(out, 0x50273030)  // PSTREE_MAGIC
+	for _, pid := range pids {
+		ppid := uint32(0)
+		if pid != pids[0] {
+			ppid = pids[0]
+		}
+		data, err := proto.Marshal(&pstree.PstreeEntry{Pid: &pid, Ppid: &ppid, Pgid: &pids[0], Sid: &pids[0],
+			Threads: []uint32{pid}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(data)))
+		out = append(out, data...)
+	}
+	return out
 }
 
 // WriteFile writes a complete archive to a new file at path, mode 0600.
