@@ -112,16 +112,7 @@ func TestMigrateCounterAndBack(t *testing.T) {
 func TestMigrateKeepsRuntimeContext(t *testing.T) {
 	agents := requireLPM(t)
 	ns := newNamespace(t)
-	ctx := withContext(t)
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cfg"}, Data: map[string]string{"k": "v"}}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sec"},
-		StringData: map[string]string{"p": "s"}}
-	if err := clients.Client.Create(ctx, cm); err != nil {
-		t.Fatal(err)
-	}
-	if err := clients.Client.Create(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
+	createContextObjects(t, ns)
 
 	pod := contextPod(ns, "ctx", nil, false)
 	pod = createPod(t, pod)
@@ -186,6 +177,7 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 func TestMigrateReadOnlyRoot(t *testing.T) {
 	requireLPM(t)
 	ns := newNamespace(t)
+	createContextObjects(t, ns)
 	pod := createPod(t, contextPod(ns, "readonly", nil, true))
 	if _, err := httpGet(t, pod.Status.PodIP, "/healthz"); err != nil {
 		t.Fatal(err)
@@ -194,6 +186,22 @@ func TestMigrateReadOnlyRoot(t *testing.T) {
 	pm := migrate(t, ns, "readonly", lpmv1.PodMigrationSpec{PodName: "readonly", TargetNode: nodeB,
 		Timeouts: &lpmv1.Timeouts{Restore: settle(time.Minute)}})
 	requireMoved(t, ns, "readonly", pm, nodeB, before)
+}
+
+// createContextObjects creates the ConfigMap and the Secret that
+// contextPod's pods read.
+func createContextObjects(t *testing.T, ns string) {
+	t.Helper()
+	ctx := withContext(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cfg"}, Data: map[string]string{"k": "v"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sec"},
+		StringData: map[string]string{"p": "s"}}
+	if err := clients.Client.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	if err := clients.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // contextPod returns a counter pod with a pod security context, dropped

@@ -1,0 +1,211 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/lab/images"
+)
+
+// The cases here run test/apps/holder, which holds one kernel object on
+// request, and check each rule of the source agent's process scan on real
+// nodes: the migration is rejected with the rule's reason before the cut,
+// the source keeps counting, and nothing is left behind.
+
+var holderCount = regexp.MustCompile(`(?m)^count=(\d+) `)
+
+// holderPod returns a pod that runs the holder with the environment given,
+// on the first node.
+func holderPod(ns, name string, env map[string]string, mutate func(*corev1.Pod)) *corev1.Pod {
+	c := corev1.Container{Name: "holder", Image: images.HolderRef, ImagePullPolicy: corev1.PullNever}
+	for k, v := range env {
+		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{NodeName: nodeA, Containers: []corev1.Container{c},
+			TerminationGracePeriodSeconds: ptr.To[int64](1)},
+	}
+	if mutate != nil {
+		mutate(pod)
+	}
+	return pod
+}
+
+// holderCounts returns the counts a holder container printed.
+func holderCounts(t *testing.T, ns, pod string, previous bool) []int {
+	t.Helper()
+	args := []string{"logs", "-n", ns, pod, "-c", "holder"}
+	if previous {
+		args = append(args, "--previous")
+	}
+	out, err := kubectl(t, args...)
+	if err != nil {
+		t.Fatalf("kubectl logs %s: %v: %s", pod, err, out)
+	}
+	var counts []int
+	for _, m := range holderCount.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		counts = append(counts, n)
+	}
+	return counts
+}
+
+func lastCount(t *testing.T, ns, pod string) int {
+	t.Helper()
+	counts := holderCounts(t, ns, pod, false)
+	if len(counts) == 0 {
+		t.Fatalf("holder %s printed no count", pod)
+	}
+	return counts[len(counts)-1]
+}
+
+func TestProcessScanRejectsBeforeCut(t *testing.T) {
+	requireLPM(t)
+	tests := []struct {
+		name       string
+		env        map[string]string
+		mutate     func(*corev1.Pod)
+		wantReason lpmv1.Reason
+	}{
+		{name: "io-uring", env: map[string]string{"HOLDER_IO_URING": "true"}, wantReason: lpmv1.ReasonIOUringInUse},
+		{name: "inotify-root", env: map[string]string{"HOLDER_INOTIFY_ROOT": "true"},
+			wantReason: lpmv1.ReasonFileWatchUnsupported},
+		{name: "mqueue", env: map[string]string{"HOLDER_MQUEUE": "lpmq"}, wantReason: lpmv1.ReasonMessageQueueInUse},
+		{name: "deleted-file", env: map[string]string{"HOLDER_DELETED_MIB": "2"},
+			wantReason: lpmv1.ReasonDeletedFileTooLarge},
+		{name: "pipes", env: map[string]string{"HOLDER_PIPES": "1100"}, wantReason: lpmv1.ReasonTooManyPipesWithData},
+		{name: "tty", mutate: func(p *corev1.Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = true, true },
+			wantReason: lpmv1.ReasonControllingTerminal},
+		// The controller rejects hostIPC pods before the agents look at them.
+		{name: "host-ipc", env: map[string]string{"HOLDER_SYSV_SHM": "true"},
+			mutate: func(p *corev1.Pod) { p.Spec.HostIPC = true }, wantReason: lpmv1.ReasonHostNamespace},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t)
+			pod := createPod(t, holderPod(ns, "holder-"+tc.name, tc.env, tc.mutate))
+			time.Sleep(2 * time.Second)
+			before := lastCount(t, ns, pod.Name)
+
+			pm := migrate(t, ns, "move-"+tc.name, lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+			requireFailed(t, pm, tc.wantReason)
+			if pm.Status.Source != nil && pm.Status.Source.CutTime != nil {
+				t.Errorf("the source was cut at %s; want a rejection before the cut", pm.Status.Source.CutTime)
+			}
+			if msg := outcome(pm); tc.wantReason != lpmv1.ReasonHostNamespace &&
+				(!strings.Contains(msg, "process") || !strings.Contains(msg, "Fix: ")) {
+				t.Errorf("failure message %q does not name the process and the fix", msg)
+			}
+			time.Sleep(3 * time.Second)
+			if after := lastCount(t, ns, pod.Name); after <= before {
+				t.Errorf("source count is %d after the rejection, was %d: the source stopped", after, before)
+			}
+			if left := archives(t, nodeA, ns); len(left) > 0 {
+				t.Errorf("checkpoint archives left on %s: %v", nodeA, left)
+			}
+			if left := checkpointImages(t, nodeB, ns); len(left) > 0 {
+				t.Errorf("checkpoint images left on %s: %v", nodeB, left)
+			}
+		})
+	}
+}
+
+// TestHolderWithoutObjectsMigrates moves the same program holding none of
+// the objects (and 1,000 pipes with data, under CRIU's limit): it moves
+// and continues counting.
+func TestHolderWithoutObjectsMigrates(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-plain", map[string]string{"HOLDER_PIPES": "1000"}, nil))
+	time.Sleep(3 * time.Second)
+	before := lastCount(t, ns, pod.Name)
+
+	pm := migrate(t, ns, "move-plain", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+	requireSucceeded(t, pm)
+	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	counts := holderCounts(t, ns, restored.Name, false)
+	if len(counts) == 0 || counts[len(counts)-1] <= before {
+		t.Errorf("restored counts %v do not continue past %d", counts, before)
+	}
+	if pm.Status.Source == nil || pm.Status.Source.LogPath == "" {
+		t.Errorf("status.source.logPath is empty; want the directory of the kept CRIU logs")
+	}
+}
+
+// TestRestartAfterMoveStartsFresh moves a holder that exits once a file
+// exists, makes it exit after the move, and checks that the kubelet's
+// restart runs the original image from count 0 instead of restoring the
+// checkpoint again.
+func TestRestartAfterMoveStartsFresh(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-exit", map[string]string{"HOLDER_EXIT_FILE": "/tmp/exit"}, nil))
+	time.Sleep(4 * time.Second)
+
+	pm := migrate(t, ns, "move-exit", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+	requireSucceeded(t, pm)
+	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lastCount(t, ns, restored.Name)
+	if before < 3 {
+		t.Fatalf("restored holder counts from %d; want it to continue past 3", before)
+	}
+
+	// The target agent points the checkpoint image at the base image once
+	// it sees the migration succeeded.
+	waitFor(t, "the checkpoint image reset to its base image", time.Minute, func() bool {
+		out, err := labNode(t, nodeB).Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "images", "ls")
+		return err == nil && strings.Contains(string(out), "lpm.dev/reset-to")
+	})
+	if out, err := kubectl(t, "exec", "-n", ns, restored.Name, "-c", "holder", "--", "/holder", "touch",
+		"/tmp/exit"); err != nil {
+		t.Fatalf("failed to create the exit file: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		p, err := getPod(t, ns, restored.Name)
+		if err == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount > 0 &&
+			p.Status.ContainerStatuses[0].State.Running != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder did not restart after it exited: %+v", p.Status.ContainerStatuses)
+		}
+		time.Sleep(time.Second)
+	}
+	time.Sleep(2 * time.Second)
+	counts := holderCounts(t, ns, restored.Name, false)
+	if len(counts) == 0 || counts[0] != 0 {
+		t.Errorf("restarted holder's counts begin %v, want 0: it restored the checkpoint again", counts)
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Second)
+	}
+}
