@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/components.sh test-assets
-# The manifest tests render config/ with kustomize and the chart with helm.
-hack/components.sh kustomize helm
+# The manifest tests render config/ with kustomize and the chart with helm;
+# the observability tests run kubectl wait.
+hack/components.sh kustomize helm kubectl
 # The node agent's integration tests run a real containerd with runc and
 # CRIU from the Debian node root, with CNI plugins for the pods' network.
 hack/components.sh node-root containerd cni-plugins

@@ -11,20 +11,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 	"github.com/lpm-dev/lpm/internal/controller"
 )
-
-// leaderElectionID names the Lease that the controller's replicas compete
-// for. It must not change between releases, or two versions would lead at
-// once during an upgrade.
-const leaderElectionID = "lpm-controller.lpm.dev"
 
 func main() {
 	var (
@@ -83,21 +75,9 @@ func main() {
 		os.Exit(1)
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress:    metricsAddr,
-			SecureServing:  true,
-			FilterProvider: filters.WithAuthenticationAndAuthorization,
-		},
-		HealthProbeBindAddress:        probeAddr,
-		LeaderElection:                leaderElect,
-		LeaderElectionID:              leaderElectionID,
-		LeaderElectionReleaseOnCancel: true,
-		// The controller watches every pod; their managed fields are the
-		// largest part of them and it never reads them.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-	})
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controller.ManagerOptions(scheme, controller.ManagerConfig{
+		MetricsAddr: metricsAddr, ProbeAddr: probeAddr, LeaderElection: leaderElect,
+	}))
 	if err != nil {
 		log.Error(err, "Failed to create the manager")
 		os.Exit(1)

@@ -86,14 +86,16 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	// A slot admitted here stays taken when the write fails: the next
-	// reconcile of this migration admits it again.
+	// reconcile of this migration admits it again. The write replaces m's
+	// status with the API server's, so the phase it left is kept before.
+	read := m.DeepCopy()
 	if err := r.writeStatus(ctx, m, o.status); err != nil {
 		return ctrl.Result{}, err
 	}
-	if m.Status.Phase != o.status.Phase {
-		log.Info("Phase changed", "from", m.Status.Phase, "to", o.status.Phase,
+	if read.Status.Phase != o.status.Phase {
+		log.Info("Phase changed", "from", read.Status.Phase, "to", o.status.Phase,
 			"sourceNode", o.status.SourceNode, "targetNode", o.status.TargetNode)
-		recordTransitions(m, o.status)
+		recordTransitions(read, o.status)
 	}
 	if o.removeFinalizer && hasFinalizer(m) {
 		if err := r.removeFinalizer(ctx, m); err != nil {

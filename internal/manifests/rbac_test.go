@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lpm-dev/lpm/internal/controller"
 )
 
 const (
@@ -33,8 +35,8 @@ var wantPermissions = map[string][]string{
 		"get lpm.dev/podmigrations/status", "patch lpm.dev/podmigrations/status",
 		// Leader election, in the controller's namespace only.
 		"create coordination.k8s.io/leases (ns lpm-system)",
-		"get coordination.k8s.io/leases[lpm-controller.lpm.dev] (ns lpm-system)",
-		"update coordination.k8s.io/leases[lpm-controller.lpm.dev] (ns lpm-system)",
+		"get coordination.k8s.io/leases[" + controller.LeaderElectionID + "] (ns lpm-system)",
+		"update coordination.k8s.io/leases[" + controller.LeaderElectionID + "] (ns lpm-system)",
 		"create /events (ns lpm-system)", "patch /events (ns lpm-system)",
 		// The metrics endpoint's authentication and authorization.
 		"create authentication.k8s.io/tokenreviews", "create authorization.k8s.io/subjectaccessreviews",
@@ -134,7 +136,8 @@ func TestRBACBindings(t *testing.T) {
 	}
 
 	if users := boundBy["ClusterRole/lpm-agent-registry-credentials"]; len(users) > 0 {
-		t.Errorf("ClusterRole lpm-agent-registry-credentials is bound to %v, but only a namespace that needs it binds it", users)
+		t.Errorf("ClusterRole lpm-agent-registry-credentials is bound to %v, but only a namespace that needs it "+
+			"binds it", users)
 	}
 	if users := boundBy["ClusterRole/lpm-metrics-reader"]; len(users) > 0 {
 		t.Errorf("ClusterRole lpm-metrics-reader is bound to %v, but the scraper's install binds it", users)
