@@ -98,8 +98,10 @@ type Timeouts struct {
 	Checkpoint *metav1.Duration `json:"checkpoint,omitempty"`
 
 	// transfer bounds building the checkpoint images, carrying them to the
-	// target node and importing them there. Between 1s and 6h; defaults to
-	// 10m.
+	// target node and importing them there. Before the checkpoint it also
+	// bounds the agents' preparation, in which the target node pulls the
+	// base images it lacks, counted from the controller's own checks.
+	// Between 1s and 6h; defaults to 10m.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`

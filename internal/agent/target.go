@@ -78,7 +78,7 @@ func (a *Agent) targetPrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 		if s.State.Running == nil {
 			continue
 		}
-		if err := a.ensureBaseImage(ctx, s); err != nil {
+		if err := a.ensureBaseImage(ctx, s, a.transferTimeout(pm)); err != nil {
 			return a.failTarget(ctx, pm, lpmv1.AgentConditionPrepared, lpmv1.ReasonBaseImageUnavailable, err)
 		}
 	}
@@ -113,8 +113,10 @@ func restoreProblem(info *runtime.Info) string {
 
 // ensureBaseImage makes the image a container runs available here, by the
 // exact reference the runtime recorded (its digest when it was pulled),
-// which is what the checkpoint names as its base.
-func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus) error {
+// which is what the checkpoint names as its base. A pull is bounded by
+// timeout, the migration's transfer timeout, which is also how long the
+// controller waits for Prepared.
+func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus, timeout time.Duration) error {
 	ref := s.ImageID
 	if ref == "" {
 		ref = s.Image
@@ -126,7 +128,7 @@ func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus) e
 		return fmt.Errorf("base image %s of container %s is missing and cannot be pulled: it has no repository "+
 			"(it was imported, not pulled, on the source node)", ref, s.Name)
 	}
-	pullCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	pullCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := a.runtime.PullImage(pullCtx, ref, nil); err != nil {
 		return fmt.Errorf("base image %s of container %s is missing and the pull failed: %w", ref, s.Name, err)
@@ -134,16 +136,20 @@ func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus) e
 	return nil
 }
 
+// transferTimeout returns the migration's transfer timeout.
+func (a *Agent) transferTimeout(pm *lpmv1.PodMigration) time.Duration {
+	if pm.Spec.Timeouts != nil && pm.Spec.Timeouts.Transfer != nil {
+		return pm.Spec.Timeouts.Transfer.Duration
+	}
+	return a.opts.DefaultTransferTimeout
+}
+
 // importTask fetches and imports every checkpoint image (step 8).
 func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	log := logf.FromContext(ctx).WithValues("PodMigration", klog.KObj(pm),
 		"pod", klog.KRef(pm.Namespace, pm.Spec.PodName), "role", "target")
 	ctx = logf.IntoContext(ctx, log)
-	timeout := a.opts.DefaultTransferTimeout
-	if pm.Spec.Timeouts != nil && pm.Spec.Timeouts.Transfer != nil {
-		timeout = pm.Spec.Timeouts.Transfer.Duration
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, a.transferTimeout(pm))
 	defer cancel()
 
 	start := a.clock.Now()

@@ -22,10 +22,6 @@ const (
 )
 
 const (
-	// agentPrepareTimeout bounds the wait for both agents' Prepared
-	// condition after the controller's own checks passed.
-	agentPrepareTimeout = time.Minute
-
 	// agentReportGrace is added to the checkpoint timeout, which the agent
 	// passes to the kubelet, so an agent that finishes right at the timeout
 	// still has time to report.
@@ -82,14 +78,17 @@ func deadlines(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) []deadli
 	entered := phaseEntered(status, status.Phase)
 	switch status.Phase {
 	case "", lpmv1.PhasePending:
+		// The target agent pulls missing base images before it reports
+		// Prepared, which can take as long as a transfer.
 		c := meta.FindStatusCondition(status.Conditions, lpmv1.ConditionPreflightPassed)
 		if c != nil && c.Status == metav1.ConditionUnknown {
+			d := duration(t.Transfer, DefaultTransferTimeout)
 			list = append(list, deadline{
-				at:     c.LastTransitionTime.Add(agentPrepareTimeout),
+				at:     c.LastTransitionTime.Add(d),
 				reason: lpmv1.ReasonAgentUnavailable,
-				message: fmt.Sprintf("the agents of nodes %s and %s did not both report Prepared within %s. "+
-					"Check that the lpm agent runs on both nodes", status.SourceNode, status.TargetNode,
-					agentPrepareTimeout),
+				message: fmt.Sprintf("the agents of nodes %s and %s did not both report Prepared within %s "+
+					"(spec.timeouts.transfer). Check that the lpm agent runs on both nodes and that node %s "+
+					"can pull the pod's images", status.SourceNode, status.TargetNode, d, status.TargetNode),
 			})
 		}
 	case lpmv1.PhaseCheckpointing:

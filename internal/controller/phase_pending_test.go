@@ -32,8 +32,8 @@ func TestStepPendingFirstPass(t *testing.T) {
 	if diff := cmp.Diff(wantTransitions, o.status.PhaseTransitions); diff != "" {
 		t.Errorf("phase transitions mismatch (-want +got):\n%s", diff)
 	}
-	if o.requeueAfter != agentPrepareTimeout {
-		t.Errorf("requeueAfter = %s, want the agents' deadline %s", o.requeueAfter, agentPrepareTimeout)
+	if o.requeueAfter != DefaultTransferTimeout {
+		t.Errorf("requeueAfter = %s, want the agents' deadline %s", o.requeueAfter, DefaultTransferTimeout)
 	}
 }
 
@@ -148,12 +148,31 @@ func TestStepPending(t *testing.T) {
 			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonMigrationInProgress, wantTerminal: true,
 		},
 		{
+			name: "target agent still pulling images",
+			migration: func(m *lpmv1.PodMigration) {
+				m.Status.Target = nil
+				m.Status.Conditions[0].Status = metav1.ConditionUnknown
+			},
+			now:       t0.Add(DefaultTransferTimeout - time.Second),
+			wantPhase: lpmv1.PhasePending, wantReason: lpmv1.ReasonWaitingForAgents,
+		},
+		{
 			name: "agents too slow",
 			migration: func(m *lpmv1.PodMigration) {
 				m.Status.Target = nil
 				m.Status.Conditions[0].Status = metav1.ConditionUnknown
 			},
-			now:       t0.Add(agentPrepareTimeout),
+			now:       t0.Add(DefaultTransferTimeout),
+			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonAgentUnavailable,
+		},
+		{
+			name: "agents too slow for the transfer timeout",
+			migration: func(m *lpmv1.PodMigration) {
+				m.Spec.Timeouts = &lpmv1.Timeouts{Transfer: &metav1.Duration{Duration: 3 * time.Minute}}
+				m.Status.Target = nil
+				m.Status.Conditions[0].Status = metav1.ConditionUnknown
+			},
+			now:       t0.Add(3 * time.Minute),
 			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonAgentUnavailable,
 		},
 		{

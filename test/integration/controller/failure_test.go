@@ -68,7 +68,13 @@ func TestStageTimeouts(t *testing.T) {
 	}{
 		{
 			name: "agents never prepare", hold: fakeagent.StepPrepareTarget, phase: lpmv1.PhasePending,
-			wait: time.Minute, wantReason: lpmv1.ReasonAgentUnavailable,
+			wait: 10 * time.Minute, wantReason: lpmv1.ReasonAgentUnavailable,
+		},
+		{
+			name: "agents never prepare within the transfer timeout", hold: fakeagent.StepPrepareTarget,
+			phase:    lpmv1.PhasePending,
+			timeouts: &lpmv1.Timeouts{Transfer: &metav1.Duration{Duration: 3 * time.Minute}},
+			wait:     3 * time.Minute, wantReason: lpmv1.ReasonAgentUnavailable,
 		},
 		{
 			name: "checkpoint", hold: fakeagent.StepCheckpoint, phase: lpmv1.PhaseCheckpointing,
@@ -104,7 +110,7 @@ func TestStageTimeouts(t *testing.T) {
 				h.waitFor("controller checks done", func() bool { return h.get("move").Status.TargetNode != "" })
 			}
 
-			h.step(tc.wait-time.Second, "move")
+			h.advance(tc.wait-time.Second, "move")
 			time.Sleep(200 * time.Millisecond)
 			if got := h.get("move").Status.Phase; got != tc.phase {
 				t.Fatalf("phase = %s one second before the deadline, want %s", got, tc.phase)

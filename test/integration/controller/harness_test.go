@@ -393,6 +393,18 @@ func (h *harness) step(d time.Duration, name string) {
 	h.touch(name)
 }
 
+// advance moves the fake clock on by d in steps of at most a minute, so the
+// agents' heartbeats never look older than the two minutes after which the
+// controller counts an agent unavailable.
+func (h *harness) advance(d time.Duration, name string) {
+	h.t.Helper()
+	for d > 0 {
+		s := min(d, time.Minute)
+		h.step(s, name)
+		d -= s
+	}
+}
+
 // touch changes an annotation of the migration, which triggers a reconcile.
 func (h *harness) touch(name string) {
 	h.t.Helper()
