@@ -37,6 +37,7 @@ type Image struct {
 const (
 	PauseRef      = "localhost/lpm-test/pause:v1"
 	CounterRef    = "localhost/lpm-test/counter:v1"
+	HolderRef     = "localhost/lpm-test/holder:v1"
 	ControllerRef = "localhost/lpm/controller:dev"
 	AgentRef      = "localhost/lpm/agent:dev"
 )
@@ -45,6 +46,7 @@ const (
 var All = []Image{
 	{Name: "pause", Package: "./test/apps/pause", Ref: PauseRef},
 	{Name: "counter", Package: "./test/apps/counter", Ref: CounterRef},
+	{Name: "holder", Package: "./test/apps/holder", Ref: HolderRef},
 	{Name: "lpm-controller", Package: "./cmd/lpm-controller", Ref: ControllerRef, Optional: true, User: "65532:65532"},
 	{Name: "lpm-agent", Package: "./cmd/lpm-agent", Ref: AgentRef, Optional: true},
 }
