@@ -48,6 +48,7 @@ func run() error {
 		peerUsers           string
 		insecureRegistries  string
 		metricsAddr, health string
+		metricsCerts        string
 	)
 	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node the agent runs on.")
 	flag.StringVar(&nodeAddress, "node-address", os.Getenv("NODE_ADDRESS"),
@@ -85,6 +86,8 @@ func run() error {
 	flag.DurationVar(&cfg.DefaultTransferTimeout, "default-transfer-timeout", 10*time.Minute,
 		"Transfer timeout of a PodMigration that sets no spec.timeouts.transfer. "+
 			"Set the controller's --default-transfer-timeout to the same value.")
+	flag.StringVar(&metricsCerts, "metrics-cert-dir", "",
+		"Directory with the metrics endpoint's tls.crt and tls.key. Without them it serves a self-signed certificate.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address of the metrics endpoint (HTTPS, authenticated); 0 disables it.")
 	flag.StringVar(&health, "health-probe-bind-address", ":10352", "Address of /healthz and /readyz.")
@@ -129,7 +132,7 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme: scheme,
-		Metrics: metricsserver.Options{BindAddress: metricsAddr, SecureServing: true,
+		Metrics: metricsserver.Options{BindAddress: metricsAddr, SecureServing: true, CertDir: metricsCerts,
 			FilterProvider: metricsfilters.WithAuthenticationAndAuthorization},
 		HealthProbeBindAddress: health,
 		// Only pods of this node are cached: the agent never lists the
@@ -137,6 +140,9 @@ func run() error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName)},
 		}},
+		// The agent may get its own Node but not list or watch all nodes,
+		// so Node reads go to the API server instead of a cache.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Node{}}}},
 	})
 	if err != nil {
 		return fmt.Errorf("failed to create the manager: %w", err)
