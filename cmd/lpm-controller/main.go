@@ -21,6 +21,7 @@ import (
 func main() {
 	var (
 		metricsAddr   string
+		metricsCerts  string
 		probeAddr     string
 		leaderElect   bool
 		maxMigrations int
@@ -30,6 +31,8 @@ func main() {
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address of the HTTPS metrics endpoint, which requires an authorized token. 0 disables it.")
+	flag.StringVar(&metricsCerts, "metrics-cert-dir", "",
+		"Directory with the metrics endpoint's tls.crt and tls.key. Without them it serves a self-signed certificate.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false,
 		"Elect a leader among the controller's replicas, so that only one reconciles. "+
@@ -76,7 +79,7 @@ func main() {
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controller.ManagerOptions(scheme, controller.ManagerConfig{
-		MetricsAddr: metricsAddr, ProbeAddr: probeAddr, LeaderElection: leaderElect,
+		MetricsAddr: metricsAddr, MetricsCertDir: metricsCerts, ProbeAddr: probeAddr, LeaderElection: leaderElect,
 	}))
 	if err != nil {
 		log.Error(err, "Failed to create the manager")

@@ -19,6 +19,10 @@ type ManagerConfig struct {
 	// MetricsAddr is the address of the HTTPS metrics endpoint; "0"
 	// disables it.
 	MetricsAddr string
+	// MetricsCertDir contains the metrics endpoint's certificate and key,
+	// tls.crt and tls.key. Without them the endpoint serves a self-signed
+	// certificate that it generates at start.
+	MetricsCertDir string
 	// ProbeAddr is the address of /healthz and /readyz; "0" disables them.
 	ProbeAddr string
 	// LeaderElection makes the replicas elect a leader with the Lease
@@ -39,6 +43,7 @@ func ManagerOptions(scheme *runtime.Scheme, c ManagerConfig) ctrl.Options {
 		Metrics: metricsserver.Options{
 			BindAddress:    c.MetricsAddr,
 			SecureServing:  true,
+			CertDir:        c.MetricsCertDir,
 			FilterProvider: filters.WithAuthenticationAndAuthorization,
 		},
 		HealthProbeBindAddress:        c.ProbeAddr,

@@ -147,3 +147,36 @@ func TestChartWithoutLeaderElection(t *testing.T) {
 		t.Errorf("controller args contain --leader-elect with controller.leaderElection=false")
 	}
 }
+
+func TestChartMetricsCertificates(t *testing.T) {
+	objects := renderChart(t, tools(t), "lpm-system",
+		"controller.metrics.tlsSecretName=controller-metrics-tls", "agent.metrics.tlsSecretName=agent-metrics-tls")
+
+	deploy := toTyped[appsv1.Deployment](t, find(t, objects, "Deployment", "lpm-controller"))
+	ds := toTyped[appsv1.DaemonSet](t, find(t, objects, "DaemonSet", "lpm-agent"))
+	for _, tc := range []struct {
+		name   string
+		pod    corev1.PodSpec
+		secret string
+	}{
+		{"controller", deploy.Spec.Template.Spec, "controller-metrics-tls"},
+		{"agent", ds.Spec.Template.Spec, "agent-metrics-tls"},
+	} {
+		container := tc.pod.Containers[0]
+		if !slices.Contains(container.Args, "--metrics-cert-dir=/etc/lpm/metrics-tls") {
+			t.Errorf("%s args %v lack --metrics-cert-dir=/etc/lpm/metrics-tls", tc.name, container.Args)
+		}
+		mounted := slices.ContainsFunc(container.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.Name == "metrics-tls" && m.MountPath == "/etc/lpm/metrics-tls" && m.ReadOnly
+		})
+		if !mounted {
+			t.Errorf("%s mounts %v, want metrics-tls read-only at /etc/lpm/metrics-tls", tc.name, container.VolumeMounts)
+		}
+		hasSecret := slices.ContainsFunc(tc.pod.Volumes, func(v corev1.Volume) bool {
+			return v.Name == "metrics-tls" && v.Secret != nil && v.Secret.SecretName == tc.secret
+		})
+		if !hasSecret {
+			t.Errorf("%s volumes %v lack Secret %s", tc.name, tc.pod.Volumes, tc.secret)
+		}
+	}
+}
