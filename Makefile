@@ -30,7 +30,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: ## Generate deepcopy code, CRDs and RBAC from the Go sources.
+generate: ## Generate deepcopy code, CRDs, RBAC, the chart's copies of them, docs/api.md and the flow picture.
 	$(COMPONENTS) controller-gen
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
@@ -40,6 +40,8 @@ generate: ## Generate deepcopy code, CRDs and RBAC from the Go sources.
 		output:rbac:artifacts:config=config/rbac/agent
 	$(COMPONENTS) kustomize
 	hack/generate-chart-files.sh $(KUSTOMIZE)
+	go run ./hack/apidocs -crds config/crd/bases -out docs/api.md
+	go run ./hack/seqdiagram docs/architecture/flow.txt docs/architecture/flow.svg
 
 .PHONY: fmt
 fmt: ## Format the Go sources.
@@ -56,8 +58,8 @@ lint: ## Run golangci-lint.
 
 .PHONY: verify
 verify: generate ## Fail when generated files are stale or the chart and config/default differ.
-	@if [ -n "$$(git status --porcelain -- api config charts docs/api.md)" ]; then \
-		git status --porcelain -- api config charts docs/api.md; \
+	@if [ -n "$$(git status --porcelain -- api config charts docs/api.md docs/architecture)" ]; then \
+		git status --porcelain -- api config charts docs/api.md docs/architecture; \
 		echo "generated files are stale: run 'make generate' and commit the result" >&2; \
 		exit 1; \
 	fi
