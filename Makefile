@@ -69,18 +69,18 @@ verify: generate ## Fail when generated files are stale or the chart and config/
 
 ##@ Build
 
-.PHONY: build
-build: ## Build lpm-controller, lpm-agent and kubectl-migrate into bin/.
 IMAGE_REPOSITORY ?= localhost/lpm
 VERSION ?= dev
 
+.PHONY: build
+build: ## Build lpm-controller, lpm-agent and kubectl-migrate into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
-
-##@ Test
 
 .PHONY: image
 image: ## Build the controller and agent images into bin/images/*.tar (IMAGE_REPOSITORY, VERSION).
 	go run ./hack/build-images -repository $(IMAGE_REPOSITORY) -version $(VERSION) -out $(BIN)/images
+
+##@ Test
 
 .PHONY: test
 test: ## Run unit and integration tests (real etcd, kube-apiserver, containerd, CRIU).
