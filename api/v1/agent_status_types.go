@@ -74,6 +74,12 @@ type SourceContainerStatus struct {
 	// +kubebuilder:validation:MaxLength=512
 	BaseImage string `json:"baseImage,omitempty"`
 
+	// baseImageID is the ID (config digest) of the base image on the source
+	// node. The target node must restore onto exactly that image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	BaseImageID string `json:"baseImageID,omitempty"`
+
 	// archiveBytes is the size of the checkpoint archive.
 	// +optional
 	ArchiveBytes int64 `json:"archiveBytes,omitempty"`

@@ -92,10 +92,10 @@ func ParseSize(v string) (int64, error) {
 	return n * mult, nil
 }
 
-// Problem returns why a node's CRIU configuration breaks migrations,
-// empty when it does not: images-dir and work-dir move the checkpoint
-// where the runtime does not look for it, and tcp-close makes a restore
-// close every TCP connection, which a live migration must keep.
+// Problem returns why a node's CRIU configuration breaks migrations, empty
+// when it does not. images-dir and work-dir move the checkpoint where the
+// runtime does not look for it. tcp-close makes a restore close every TCP
+// connection, which a live migration must keep.
 func Problem(files []lpmv1.CRIUConfigFile) string {
 	for _, f := range files {
 		for _, opt := range f.Options {

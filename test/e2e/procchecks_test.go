@@ -171,7 +171,7 @@ func TestRestartAfterMoveStartsFresh(t *testing.T) {
 	}
 
 	// The target agent points the checkpoint image at the base image once
-	// it sees the migration succeeded.
+	// the migration has succeeded.
 	waitFor(t, "the checkpoint image reset to its base image", time.Minute, func() bool {
 		out, err := labNode(t, nodeB).Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "images", "ls")
 		return err == nil && strings.Contains(string(out), "lpm.dev/reset-to")

@@ -12,9 +12,9 @@ import (
 )
 
 // CRIUConfigPaths are the CRIU configuration files the agent reports, as
-// paths in the runtime's filesystem. runc asks CRIU to read runc.conf for
-// every checkpoint and restore; CRIU reads default.conf when it runs from
-// the command line.
+// paths in the runtime's filesystem. runc passes runc.conf to CRIU for every
+// checkpoint and restore. CRIU reads default.conf when it runs from the
+// command line.
 var CRIUConfigPaths = []string{"/etc/criu/runc.conf", "/etc/criu/default.conf"}
 
 // maxConfigBytes bounds a CRIU configuration file read into memory.

@@ -1,7 +1,8 @@
 // Package restorecheck proves a restore on the target node before the
-// source is removed: every restored process lives in the new pod's cgroup,
-// no netfilter chain that CRIU adds to lock the network remains in the
-// pod's network namespace, and CRIU's error lines are found in its logs.
+// source is removed. Every restored process must live in the new pod's
+// cgroup, and no netfilter chain that CRIU adds to lock the network may
+// remain in the pod's network namespace. It also finds CRIU's error lines
+// in its logs.
 package restorecheck
 
 import (

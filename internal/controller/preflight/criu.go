@@ -128,4 +128,3 @@ func versionNumber(v string) int {
 	}
 	return n
 }
-

@@ -16,6 +16,7 @@
 // -exit-after N makes the process exit with status 0 after N counts, and
 // -exit-file PATH once PATH exists, so a restart of the container shows
 // whether it starts fresh (count 0) or from its checkpoint again.
+// "holder touch PATH" creates a file and exits, for images without a shell.
 package main
 
 import (
@@ -35,6 +36,13 @@ import (
 var held []any
 
 func main() {
+	// "holder touch PATH" creates a file, for images without a shell.
+	if len(os.Args) == 3 && os.Args[1] == "touch" {
+		if err := os.WriteFile(os.Args[2], nil, 0o644); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	interval := flag.Duration("interval", time.Second, "time between two counts")
 	ioUring := flag.Bool("io-uring", false, "hold an io_uring instance")
 	inotifyRoot := flag.Bool("inotify-root", false, "hold an inotify watch on the root directory /")
