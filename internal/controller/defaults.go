@@ -62,3 +62,14 @@ func (d Defaults) apply(m *lpmv1.PodMigration) {
 	fill(&t.Restore, d.RestoreTimeout)
 	fill(&t.Overall, d.OverallTimeout)
 }
+
+// MarshalLog returns the timeouts as Go duration strings, so that a log
+// line shows "2m0s" rather than nanoseconds. It implements logr.Marshaler.
+func (d Defaults) MarshalLog() any {
+	return map[string]string{
+		"checkpoint": d.CheckpointTimeout.String(),
+		"transfer":   d.TransferTimeout.String(),
+		"restore":    d.RestoreTimeout.String(),
+		"overall":    d.OverallTimeout.String(),
+	}
+}

@@ -95,3 +95,12 @@ func TestDefaultsValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultsMarshalLog(t *testing.T) {
+	d := Defaults{CheckpointTimeout: 2 * time.Minute, TransferTimeout: time.Hour}
+	want := map[string]string{"checkpoint": "2m0s", "transfer": "1h0m0s", "restore": "0s", "overall": "0s"}
+
+	if diff := cmp.Diff(want, d.MarshalLog()); diff != "" {
+		t.Errorf("MarshalLog mismatch (-want +got):\n%s", diff)
+	}
+}
