@@ -168,7 +168,8 @@ build_helm() {
 	local out=$1 pkg=helm.sh/helm/v4
 	go mod init lpm.local/build/helm >/dev/null 2>&1
 	go mod edit -go=1.26 -require="$pkg@$HELM_VERSION"
-	go build -trimpath -ldflags "-s -w" -o "$out/" "$pkg/cmd/helm"
+	# helm version reports only the module's minor version unless this is set.
+	go build -trimpath -ldflags "-s -w -X $pkg/internal/version.version=$HELM_VERSION" -o "$out/" "$pkg/cmd/helm"
 	check_module_version "$out" "$pkg" "$HELM_VERSION"
 }
 
