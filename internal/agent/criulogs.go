@@ -16,6 +16,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/lpm-dev/lpm/internal/agent/restorecheck"
+	"github.com/lpm-dev/lpm/internal/criuconfig"
 )
 
 // logRetention is how long the agent keeps a migration's CRIU logs: runtimes
@@ -59,25 +60,37 @@ func (a *Agent) keepArchiveLog(uid, container, archivePath string) (string, erro
 // runtime already deleted it.
 func (a *Agent) keepRuntimeLog(ctx context.Context, uid, container, kind, runtimeErr string) (string, []string) {
 	log := logf.FromContext(ctx)
-	nodePath := restorecheck.LogFileFromError(runtimeErr)
-	if nodePath == "" {
-		return "", nil
+	// A log-file option in the node's CRIU configuration moves the log away
+	// from the path the runtime names.
+	candidates := []string{restorecheck.LogFileFromError(runtimeErr)}
+	if policy := a.nodeCapabilities(ctx); policy != nil {
+		if path, set := criuconfig.Option(policy.CRIUConfig, "log-file"); set && strings.HasPrefix(path, "/") {
+			candidates = append(candidates, path)
+		}
 	}
 	info, err := a.runtime.Info(ctx)
 	if err != nil {
-		log.Error(err, "Failed to find the runtime's root for its CRIU log", "path", nodePath)
+		log.Error(err, "Failed to find the runtime's root for its CRIU log")
 		return "", nil
 	}
-	local := filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root", filepath.Clean(nodePath))
-	f, err := os.Open(local)
-	if err != nil {
+	var f *os.File
+	for _, nodePath := range candidates {
+		if nodePath == "" {
+			continue
+		}
+		local := filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root", filepath.Clean(nodePath))
+		if f, err = os.Open(local); err == nil {
+			break
+		}
 		log.Info("The runtime's CRIU log is gone", "path", nodePath, "error", err.Error())
+	}
+	if f == nil {
 		return "", nil
 	}
 	defer func() { _ = f.Close() }()
 	dir, err := a.writeLog(uid, container+"-"+kind+".log", f)
 	if err != nil {
-		log.Error(err, "Failed to keep the runtime's CRIU log", "path", nodePath)
+		log.Error(err, "Failed to keep the runtime's CRIU log", "path", f.Name())
 		return "", nil
 	}
 	kept, err := os.Open(filepath.Join(dir, container+"-"+kind+".log"))

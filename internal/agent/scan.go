@@ -63,13 +63,21 @@ func (a *Agent) scanProcesses(ctx context.Context, pod *corev1.Pod, containers [
 // the agent published: its version and the ghost-file limit of its
 // configuration. Without them every rule applies.
 func (a *Agent) scanPolicy(ctx context.Context) procscan.Policy {
-	na := &lpmv1.NodeAgent{}
-	if err := a.client.Get(ctx, types.NamespacedName{Name: a.opts.NodeName}, na); err != nil ||
-		na.Status.Capabilities == nil {
+	caps := a.nodeCapabilities(ctx)
+	if caps == nil {
 		logf.FromContext(ctx).Info("No published capabilities; the process scan applies every rule",
 			"nodeAgent", a.opts.NodeName)
 		return procscan.Policy{}
 	}
-	caps := na.Status.Capabilities
 	return procscan.NewPolicy(caps.CRIUVersion, criuconfig.GhostLimit(caps.CRIUConfig))
+}
+
+// nodeCapabilities returns the capabilities this agent published for its
+// node, nil when it published none yet.
+func (a *Agent) nodeCapabilities(ctx context.Context) *lpmv1.NodeCapabilities {
+	na := &lpmv1.NodeAgent{}
+	if err := a.client.Get(ctx, types.NamespacedName{Name: a.opts.NodeName}, na); err != nil {
+		return nil
+	}
+	return na.Status.Capabilities
 }

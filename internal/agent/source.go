@@ -342,6 +342,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 	if err != nil {
 		return rec, reason, err
 	}
+	a.recordBaseImageIDs(ctx, stats)
 	rec.CheckpointDone = true
 	if err := a.store.Save(rec); err != nil {
 		return rec, lpmv1.ReasonInternalError, err

@@ -38,6 +38,11 @@ func (a *Agent) reconcileTarget(ctx context.Context, pm *lpmv1.PodMigration, rec
 		a.tasks.stop(key)
 		return reconcile.Result{}, a.targetRollback(ctx, pm, rec)
 	case pm.Status.Phase == lpmv1.PhaseSucceeded:
+		if rec != nil && !rec.Finished {
+			if err := a.resetCheckpointImages(ctx, pm); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
 		return reconcile.Result{}, a.targetFinish(ctx, rec)
 	case pm.Status.Phase == lpmv1.PhasePending || pm.Status.Phase == "":
 		if isTrue(targetCondition(pm, lpmv1.AgentConditionPrepared)) || pm.Status.TargetNode == "" {
@@ -184,6 +189,9 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 
 func (a *Agent) importImages(ctx context.Context, pm *lpmv1.PodMigration) ([]lpmv1.TargetContainerStatus,
 	lpmv1.Reason, error) {
+	if reason, err := a.checkBaseImages(ctx, pm); err != nil {
+		return nil, reason, err
+	}
 	src := pm.Status.Source
 	rec := &state.Record{UID: string(pm.UID), Namespace: pm.Namespace, Name: pm.Name, Role: state.RoleTarget}
 	if err := a.store.Save(rec); err != nil {

@@ -172,7 +172,8 @@ func TestNetworkLocksInNamespace(t *testing.T) {
 	defer func() { _ = ns.Close() }()
 	for _, args := range [][]string{{"/usr/sbin/iptables-legacy", "-N", "CRIU"}, {"/usr/sbin/nft", "add", "table",
 		"inet", "CRIU-4242"}} {
-		if out, err := runInNetns(ctx, int(ns.Fd()), root, tools.Path, args[0], args[1:]...); err != nil {
+		full := append([]string{"--net=/proc/self/fd/3", "--"}, args...)
+		if out, err := tools.run(ctx, ns, "/usr/bin/nsenter", full...); err != nil {
 			t.Fatalf("%v: %v: %s", args, err, out)
 		}
 	}
@@ -197,27 +198,52 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// nodeRoot returns the Debian root the lab's nodes run, which has
-// iptables and nft, or skips the test where it was not built.
+// nodeRoot returns a view of the Debian root the lab's nodes run, which has
+// iptables, nft and nsenter, with /proc mounted as on a node. It skips the
+// test where the root was not built. The view is a bind mount in the test's
+// directory, so the cached root itself is never changed.
 func nodeRoot(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
+		t.Skip("needs root to mount and to create a network namespace")
 	}
 	out, err := exec.Command("../../../hack/components.sh", "path", "node-root").Output()
 	if err != nil {
 		t.Skipf("node root not built (hack/components.sh node-root): %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	root := lines[len(lines)-1]
-	if _, err := os.Stat(filepath.Join(root, "usr/sbin/nft")); err != nil {
-		t.Skipf("node root %s has no nft: %v", root, err)
+	cached := lines[len(lines)-1]
+	if _, err := os.Stat(filepath.Join(cached, "usr/sbin/nft")); err != nil {
+		t.Skipf("node root %s has no nft: %v", cached, err)
 	}
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(cached, root, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("failed to bind-mount %s: %v", cached, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil {
+			t.Errorf("failed to unmount %s: %v", root, err)
+		}
+	})
+	proc := filepath.Join(root, "proc")
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatalf("failed to mount proc on %s: %v", proc, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(proc, unix.MNT_DETACH); err != nil {
+			t.Errorf("failed to unmount %s: %v", proc, err)
+		}
+	})
 	return root
 }
 
 // newNetns creates a network namespace that lives as long as the test, bound
-// to a file in the test's directory, and returns that file's path.
+// to a file in the test's directory, and returns that file's path. Only the
+// locked thread that creates it enters it, and that thread ends with its
+// goroutine.
 func newNetns(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "netns")

@@ -7,18 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // lockListers are the commands that list netfilter state, with the parser
 // of each output. Both iptables back ends are asked, because CRIU calls
-// whichever iptables-restore the node has. The legacy back end names the
-// filter table, where CRIU adds its chain, because without /proc (in the
-// runtime's root) it would find no table loaded.
+// whichever iptables-restore the node has. The legacy back end is asked
+// for the filter table, where CRIU adds its chain, by name.
 var lockListers = []struct {
 	args  []string
 	parse func(string) []string
@@ -41,14 +37,21 @@ type Tools struct {
 }
 
 // NetworkLocks returns the CRIU chains and tables in the network namespace
-// at netnsPath (for example /proc/<pid>/ns/net), deduplicated. It fails
-// only when no lister could run at all.
+// at netnsPath (for example /proc/<pid>/ns/net, as the agent sees it),
+// deduplicated. Each lister runs as a child of the node's nsenter in the
+// runtime's root, which joins the namespace through the descriptor the
+// agent passes it. The agent's own threads never change namespace. It
+// returns an error only when no lister could run at all.
 func (t Tools) NetworkLocks(ctx context.Context, netnsPath string) ([]string, error) {
 	ns, err := os.Open(netnsPath)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open network namespace %s: %w", netnsPath, err)
 	}
 	defer func() { _ = ns.Close() }()
+	nsenter, err := t.lookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("the node has no nsenter to enter network namespace %s: %w", netnsPath, err)
+	}
 
 	seen := map[string]bool{}
 	var locks []string
@@ -59,7 +62,8 @@ func (t Tools) NetworkLocks(ctx context.Context, netnsPath string) ([]string, er
 		if err != nil {
 			continue
 		}
-		out, err := runInNetns(ctx, int(ns.Fd()), t.Root, t.Path, path, l.args[1:]...)
+		args := append([]string{"--net=/proc/self/fd/3", "--", path}, l.args[1:]...)
+		out, err := t.run(ctx, ns, nsenter, args...)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -93,34 +97,20 @@ func (t Tools) lookPath(name string) (string, error) {
 	return "", fmt.Errorf("%s not found", name)
 }
 
-// runInNetns runs a program in the network namespace nsFD from a thread
-// that joined it; the child inherits the thread's namespace. The thread is
-// never unlocked, so the Go runtime ends it instead of reusing it.
-func runInNetns(ctx context.Context, nsFD int, root, pathEnv, name string, args ...string) (string, error) {
-	type result struct {
-		out string
-		err error
+// run executes a program of the runtime's root, chrooted into it, with the
+// network namespace as descriptor 3.
+func (t Tools) run(ctx context.Context, netns *os.File, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = []string{"PATH=" + t.Path}
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{netns}
+	if t.Root != "" && t.Root != "/" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: t.Root}
 	}
-	done := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread()
-		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("failed to enter the network namespace: %w", err)}
-			return
-		}
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Env = []string{"PATH=" + pathEnv}
-		cmd.Dir = "/"
-		if root != "" && root != "/" {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
-		}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("%s %s failed: %w: %s", name, strings.Join(args, " "), err,
-				strings.TrimSpace(string(out)))
-		}
-		done <- result{out: string(out), err: err}
-	}()
-	r := <-done
-	return r.out, r.err
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s failed: %w: %s", name, strings.Join(args, " "), err,
+			strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
 }
