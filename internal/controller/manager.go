@@ -14,7 +14,7 @@ import (
 // grants get and update on this name only.
 const LeaderElectionID = "lpm-controller.lpm.dev"
 
-// ManagerConfig is what lpm-controller's flags set of its manager.
+// ManagerConfig holds the settings of lpm-controller's manager that its flags set.
 type ManagerConfig struct {
 	// MetricsAddr is the address of the HTTPS metrics endpoint; "0"
 	// disables it.

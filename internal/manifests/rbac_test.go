@@ -94,12 +94,12 @@ func TestRBACForbiddenRules(t *testing.T) {
 				}
 			}
 			for _, r := range rule.Resources {
-				why, bad := forbidden[r]
+				reason, bad := forbidden[r]
 				// The registry credentials role may name secrets because
 				// the install binds it nowhere (TestRBACBindings).
 				unbound := r == "secrets" && role.Name == "lpm-agent-registry-credentials"
 				if bad && !unbound {
-					t.Errorf("%s grants %s: %s", Key(o), r, why)
+					t.Errorf("%s grants %s: %s", Key(o), r, reason)
 				}
 			}
 		}

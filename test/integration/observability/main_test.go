@@ -1,10 +1,10 @@
 // Package observability_test runs the controller as an install runs it:
 // as its service account with the RBAC of config/default, with leader
-// election and the authenticated metrics endpoint. Against a real etcd and
-// kube-apiserver started by envtest, with the fake agent in place of the
-// node agents and kubelets, it checks what an operator gets: metrics,
-// events on the PodMigration and on the pods, conditions that `kubectl
-// wait` can use, and structured logs.
+// election and the authenticated metrics endpoint. It runs against a real
+// etcd and kube-apiserver started by envtest, with the fake agent in place
+// of the node agents and kubelets. It checks what an operator gets:
+// metrics, events on the PodMigration and on the pods, conditions that
+// `kubectl wait` can use, and structured logs.
 package observability_test
 
 import (
@@ -57,6 +57,7 @@ func run(m *testing.M) int {
 	}
 	// The production encoder (JSON), at V(1), as --zap-log-level=1 sets it.
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-1))))
+
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
@@ -80,6 +81,7 @@ func run(m *testing.M) int {
 	if admin, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		panic(err)
 	}
+
 	dir, err := os.MkdirTemp("", "lpm-observability-")
 	if err != nil {
 		panic(err)
