@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runHelper opens files as the mode asks, starts children, prints "ready"
+// runHelper opens files as the mode requests, starts children, prints "ready"
 // and waits for its standard input to close. Modes: "tree:<children>:<fds>"
 // (a parent of that many children, each process with fds descriptors, half
 // of them pipes with data), "uring", "pidfd", "mqueue:<name>", "deleted:<bytes>".

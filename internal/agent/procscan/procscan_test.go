@@ -44,9 +44,9 @@ type proc struct {
 	cgroup   string
 }
 
-// fakeKernel stands in for the live kernel, which only a running process
-// can answer for: it returns the unread bytes of pipes and the file system
-// magic of files, by /proc link path.
+// fakeKernel replaces the live kernel, whose answers need a running
+// process. It returns the unread bytes of pipes and the file system magic
+// of files, by /proc link path.
 type fakeKernel struct {
 	pipeBytes map[string]int
 	magic     map[string]int64

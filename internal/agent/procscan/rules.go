@@ -16,7 +16,7 @@ type scope struct {
 	hostIPC string
 	// tree holds the PIDs of the container's process tree.
 	tree map[int]bool
-	// mounts returns the mounts a process sees.
+	// mounts returns the mounts in a process's mount namespace.
 	mounts func(*process) []mount
 }
 
@@ -55,9 +55,9 @@ func ruleIOUring(s scope, p *process) []Finding {
 }
 
 // ruleWatches rejects inotify and fanotify inode marks that CRIU cannot
-// reopen on restore: those on an overlay file system (the container's root)
-// before the CRIU release that handles them, and those on a file system
-// that could not encode a file handle for the inode.
+// reopen on restore. Those are marks on an overlay file system (the
+// container's root) before the CRIU release that handles them, and marks
+// on a file system that could not encode a file handle for the inode.
 func ruleWatches(s scope, p *process) []Finding {
 	var out []Finding
 	for _, f := range p.fds {
@@ -106,9 +106,9 @@ func mountOfDevice(mounts []mount, device string) (mount, bool) {
 	return mount{}, false
 }
 
-// rulePidfds rejects pidfds where CRIU cannot restore them: any pidfd
-// before CRIU 4.2, and from 4.2 on a pidfd of a process outside the
-// container's process tree or of one that has exited.
+// rulePidfds rejects pidfds that CRIU cannot restore. Before CRIU 4.2 that
+// is any pidfd. From 4.2 on it is a pidfd of a process outside the
+// container's process tree, or of a process that has exited.
 func rulePidfds(s scope, p *process) []Finding {
 	var out []Finding
 	for _, f := range p.fds {

@@ -11,8 +11,8 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// Container is one container to scan, by its init process as the node's
-// PID namespace sees it.
+// Container is one container to scan, named by the PID of its init
+// process in the node's PID namespace.
 type Container struct {
 	Name string
 	PID  int
@@ -24,7 +24,7 @@ type Scanner struct {
 	ProcRoot string
 	// CgroupRoot is the node's cgroup mount; /sys/fs/cgroup when empty.
 	CgroupRoot string
-	// Policy is what the node's CRIU handles.
+	// Policy describes the objects the node's CRIU handles.
 	Policy Policy
 	// Kernel reports what /proc does not show, LiveKernel when nil.
 	Kernel Kernel
@@ -140,7 +140,7 @@ func FrozenCgroup(procRoot, cgroupRoot string, pid int) (string, error) {
 	return "", nil
 }
 
-// unifiedRoot is where the unified hierarchy is mounted: the cgroup root
+// unifiedRoot returns the mount of the unified hierarchy: the cgroup root
 // itself on a pure v2 node, its unified directory in hybrid mode.
 func unifiedRoot(cgroupRoot string) string {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {

@@ -37,7 +37,7 @@ type Tools struct {
 }
 
 // NetworkLocks returns the CRIU chains and tables in the network namespace
-// at netnsPath (for example /proc/<pid>/ns/net, as the agent sees it),
+// at netnsPath (for example /proc/<pid>/ns/net in the agent's view),
 // deduplicated. Each lister runs as a child of the node's nsenter in the
 // runtime's root, which joins the namespace through the descriptor the
 // agent passes it. The agent's own threads never change namespace. It
