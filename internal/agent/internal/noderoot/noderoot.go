@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,6 +71,8 @@ type Node struct {
 	cfg     Config
 	cmd     *exec.Cmd
 	logFile *os.File
+	// releaseThread ends the OS thread that started containerd.
+	releaseThread chan struct{}
 }
 
 // ContainerdLog returns containerd's log so far.
@@ -180,7 +183,7 @@ func Start(t testing.TB, cfg Config) *Node {
 		"SUBNET=" + fmt.Sprintf("10.231.%d.0/24", rand.IntN(256)), "CRIU_LOG=" + os.Getenv("LPMAG_CRIU_LOG")}
 	n.cmd.Stdout, n.cmd.Stderr = n.logFile, n.logFile
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := n.cmd.Start(); err != nil {
+	if err := n.startOnOwnThread(); err != nil {
 		t.Fatalf("failed to start the node root: %v", err)
 	}
 
@@ -195,6 +198,23 @@ func Start(t testing.TB, cfg Config) *Node {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return n
+}
+
+// startOnOwnThread starts the node's command from an OS thread that lives
+// until Stop. The kernel sends Pdeathsig when the thread that forked the
+// child exits, not the process, and the Go runtime ends a thread whose
+// goroutine exits while locked to it, as code that enters another
+// namespace does. Started from any thread, containerd could die with one.
+func (n *Node) startOnOwnThread() error {
+	started := make(chan error, 1)
+	n.releaseThread = make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		started <- n.cmd.Start()
+		<-n.releaseThread
+	}()
+	return <-started
 }
 
 func (n *Node) writeConfig() error {
@@ -233,6 +253,10 @@ func (n *Node) Stop(t testing.TB) {
 		// containerd. Shims and containers outlive it and are killed below.
 		_ = n.cmd.Process.Kill()
 		_ = n.cmd.Wait()
+	}
+	if n.releaseThread != nil {
+		close(n.releaseThread)
+		n.releaseThread = nil
 	}
 	killCgroups(t, n.CgroupParent)
 	killShims(t, n.Dir)
