@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unsafe"
@@ -38,6 +39,9 @@ var held []any
 func main() {
 	// "holder touch PATH" creates a file, for images without a shell.
 	if len(os.Args) == 3 && os.Args[1] == "touch" {
+		if err := os.MkdirAll(filepath.Dir(os.Args[2]), 0o755); err != nil {
+			fatal(err)
+		}
 		if err := os.WriteFile(os.Args[2], nil, 0o644); err != nil {
 			fatal(err)
 		}
@@ -187,6 +191,10 @@ func holdMessageQueue(name string) (string, error) {
 }
 
 func holdDeletedFile(dir string, mib int) (string, error) {
+	// An image that holds only this program has no /tmp.
+	if err := os.MkdirAll(dir, 0o1777); err != nil {
+		return "", err
+	}
 	f, err := os.CreateTemp(dir, "holder-deleted-*")
 	if err != nil {
 		return "", err
