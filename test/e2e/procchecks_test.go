@@ -101,6 +101,7 @@ func TestProcessScanRejectsBeforeCut(t *testing.T) {
 			pm := migrate(t, ns, "move-"+tc.name, lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
 
 			requireFailed(t, pm, tc.wantReason)
+			t.Logf("rejected: %s", outcome(pm))
 			if pm.Status.Source != nil && pm.Status.Source.CutTime != nil {
 				t.Errorf("the source was cut at %s; want a rejection before the cut", pm.Status.Source.CutTime)
 			}
@@ -207,5 +208,61 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// TestFrozenContainerRejected pauses the holder's container in the
+// runtime, as someone other than lpm might, and checks that the migration
+// is rejected with ContainerFrozen before the cut and the container runs
+// on once it is thawed.
+func TestFrozenContainerRejected(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-frozen", nil, nil))
+	id := strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	n := labNode(t, nodeA)
+	if out, err := n.Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "tasks", "pause", id); err != nil {
+		t.Fatalf("failed to pause container %s: %v: %s", id, err, out)
+	}
+	t.Cleanup(func() {
+		_, _ = n.Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "tasks", "resume", id)
+	})
+
+	pm := migrate(t, ns, "move-frozen", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+	requireFailed(t, pm, lpmv1.ReasonContainerFrozen)
+	if out, err := n.Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "tasks", "resume", id); err != nil {
+		t.Fatalf("failed to resume container %s: %v: %s", id, err, out)
+	}
+	before := lastCount(t, ns, pod.Name)
+	time.Sleep(3 * time.Second)
+	if after := lastCount(t, ns, pod.Name); after <= before {
+		t.Errorf("count is %d after the thaw, was %d: the source does not run", after, before)
+	}
+	if left := archives(t, nodeA, ns); len(left) > 0 {
+		t.Errorf("checkpoint archives left on %s: %v", nodeA, left)
+	}
+}
+
+// TestHolderWithOwnPidfdMigrates moves a holder that holds a pidfd of its
+// own process: CRIU 4.2 restores such a pidfd, so the scan lets it pass and
+// the holder continues on the target.
+func TestHolderWithOwnPidfdMigrates(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-pidfd", map[string]string{"HOLDER_PIDFD": "true"}, nil))
+	time.Sleep(3 * time.Second)
+	before := lastCount(t, ns, pod.Name)
+
+	pm := migrate(t, ns, "move-pidfd", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+	requireSucceeded(t, pm)
+	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if after := lastCount(t, ns, restored.Name); after <= before {
+		t.Errorf("restored count is %d, not past %d from before the migration", after, before)
 	}
 }
