@@ -266,3 +266,39 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 		t.Errorf("restored count is %d, not past %d from before the migration", after, before)
 	}
 }
+
+// TestRestoreFailureReportsCRIUErrors makes the restore fail inside CRIU:
+// the holder keeps a file open on an emptyDir volume, which starts empty in
+// the restored pod, so CRIU cannot reopen it. The migration must fail with
+// CRIU's error lines and the kept log's location in its message, and the
+// source must run on.
+func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/data/held"},
+		func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "data",
+				VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+		}))
+	time.Sleep(2 * time.Second)
+
+	pm := migrate(t, ns, "move-open", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+	if pm.Status.Phase != lpmv1.PhaseFailed {
+		t.Fatalf("migration ended in %s, want Failed: %s", pm.Status.Phase, outcome(pm))
+	}
+	msg := outcome(pm)
+	t.Logf("failed: %s", msg)
+	if !strings.Contains(msg, "CRIU errors:") || !strings.Contains(msg, "CRIU log kept on node") {
+		t.Errorf("failure message %q lacks CRIU's error lines or the kept log's location", msg)
+	}
+	before := lastCount(t, ns, pod.Name)
+	time.Sleep(3 * time.Second)
+	if after := lastCount(t, ns, pod.Name); after <= before {
+		t.Errorf("source count is %d after the rollback, was %d: the source does not run", after, before)
+	}
+	if left := checkpointImages(t, nodeB, ns); len(left) > 0 {
+		t.Errorf("checkpoint images left on %s: %v", nodeB, left)
+	}
+}

@@ -47,8 +47,8 @@ func ruleIOUring(s scope, p *process) []Finding {
 		if f.target == "anon_inode:[io_uring]" {
 			out = append(out, finding(s, p, lpmv1.ReasonIOUringInUse, f.fd, f.target,
 				"CRIU cannot dump io_uring instances",
-				"turn io_uring off in the application (for example io-threads-do-reads no and no "+
-					"liburing build for redis, or an environment setting of the runtime) and restart the pod"))
+				"turn io_uring off in the application or its runtime (a build without liburing, or a "+
+					"setting that falls back to epoll) and restart the pod"))
 		}
 	}
 	return out

@@ -10,6 +10,8 @@
 //	-deleted-mib N     an open file of N MiB under -deleted-dir, unlinked
 //	-pipes N           N pipes with one unread byte each
 //	-sysv-shm          an attached System V shared memory segment
+//	-open PATH         an open file at PATH (on an emptyDir volume, whose
+//	                   file is missing after a move, it makes the restore fail)
 //
 // Each flag can also be set by an environment variable of the same name in
 // upper case with HOLDER_ in front (HOLDER_IO_URING=true, HOLDER_PIPES=1100).
@@ -56,6 +58,8 @@ func main() {
 	deletedDir := flag.String("deleted-dir", "/tmp", "directory of the deleted file")
 	pipes := flag.Int("pipes", 0, "number of pipes to hold, each with one unread byte")
 	sysvShm := flag.Bool("sysv-shm", false, "hold an attached System V shared memory segment")
+	openPath := flag.String("open", "", "file to create and hold open, for example on an emptyDir volume, "+
+		"which starts empty after a move; empty holds none")
 	exitAfter := flag.Int64("exit-after", 0, "exit with status 0 after this many counts; 0 never exits")
 	exitFile := flag.String("exit-file", "", "exit with status 0 once this file exists; empty never checks")
 	flag.Parse()
@@ -75,6 +79,7 @@ func main() {
 		{*deletedMiB > 0, "deleted file", func() (string, error) { return holdDeletedFile(*deletedDir, *deletedMiB) }},
 		{*pipes > 0, "pipes", func() (string, error) { return holdPipes(*pipes) }},
 		{*sysvShm, "sysv-shm", holdSysVShm},
+		{*openPath != "", "open file", func() (string, error) { return holdOpenFile(*openPath) }},
 	}
 	for _, s := range steps {
 		if !s.enabled {
@@ -252,4 +257,19 @@ func holdSysVShm() (string, error) {
 	mem[0] = 1
 	held = append(held, mem)
 	return fmt.Sprintf("System V shared memory id=%d", id), nil
+}
+
+func holdOpenFile(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString("held by holder\n"); err != nil {
+		return "", err
+	}
+	held = append(held, f)
+	return fmt.Sprintf("open file %s fd=%d", path, f.Fd()), nil
 }
