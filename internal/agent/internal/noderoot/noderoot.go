@@ -207,12 +207,13 @@ func Start(t testing.TB, cfg Config) *Node {
 // namespace does. Started from any thread, containerd could die with one.
 func (n *Node) startOnOwnThread() error {
 	started := make(chan error, 1)
-	n.releaseThread = make(chan struct{})
+	release := make(chan struct{})
+	n.releaseThread = release
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		started <- n.cmd.Start()
-		<-n.releaseThread
+		<-release
 	}()
 	return <-started
 }
