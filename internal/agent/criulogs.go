@@ -15,6 +15,8 @@ import (
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/capabilities"
 	"github.com/lpm-dev/lpm/internal/agent/restorecheck"
 	"github.com/lpm-dev/lpm/internal/criuconfig"
 )
@@ -60,25 +62,33 @@ func (a *Agent) keepArchiveLog(uid, container, archivePath string) (string, erro
 // runtime already deleted it.
 func (a *Agent) keepRuntimeLog(ctx context.Context, uid, container, kind, runtimeErr string) (string, []string) {
 	log := logf.FromContext(ctx)
-	// A log-file option in the node's CRIU configuration moves the log away
-	// from the path the runtime names.
-	candidates := []string{restorecheck.LogFileFromError(runtimeErr)}
-	if policy := a.nodeCapabilities(ctx); policy != nil {
-		if path, set := criuconfig.Option(policy.CRIUConfig, "log-file"); set && strings.HasPrefix(path, "/") {
-			candidates = append(candidates, path)
-		}
-	}
 	info, err := a.runtime.Info(ctx)
 	if err != nil {
 		log.Error(err, "Failed to find the runtime's root for its CRIU log")
 		return "", nil
+	}
+	// containerd 2.3 deletes the log the runtime names together with the
+	// failed container, usually before the agent can copy it. A log-file
+	// option in the node's CRIU configuration, read now rather than from the
+	// last published capabilities, moves the log where it stays.
+	candidates := []string{restorecheck.LogFileFromError(runtimeErr)}
+	root := filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root")
+	for _, config := range capabilities.CRIUConfigPaths {
+		data, err := os.ReadFile(filepath.Join(root, config))
+		if err != nil {
+			continue
+		}
+		files := []lpmv1.CRIUConfigFile{{Path: config, Options: criuconfig.Parse(string(data))}}
+		if path, set := criuconfig.Option(files, "log-file"); set && strings.HasPrefix(path, "/") {
+			candidates = append(candidates, path)
+		}
 	}
 	var f *os.File
 	for _, nodePath := range candidates {
 		if nodePath == "" {
 			continue
 		}
-		local := filepath.Join(a.opts.ProcRoot, strconv.FormatUint(info.Pid, 10), "root", filepath.Clean(nodePath))
+		local := filepath.Join(root, filepath.Clean(nodePath))
 		if f, err = os.Open(local); err == nil {
 			break
 		}

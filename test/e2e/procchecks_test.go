@@ -271,9 +271,22 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 // the holder keeps a file open on an emptyDir volume, which starts empty in
 // the restored pod, so CRIU cannot reopen it. The migration must fail with
 // CRIU's error lines and the kept log's location in its message, and the
-// source must run on.
+// source must run on. containerd 2.3 deletes the restore log with the
+// failed container, so the target node's CRIU configuration sets log-file
+// for the test, as the agent's documentation advises.
 func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	requireLPM(t)
+	n := labNode(t, nodeB)
+	if _, err := n.Output(testContext(t, time.Minute), "test", "-e", "/etc/criu/runc.conf"); err == nil {
+		t.Skipf("node %s has its own /etc/criu/runc.conf, which this test would replace", nodeB)
+	}
+	if out, err := n.Output(testContext(t, time.Minute), "sh", "-c",
+		"mkdir -p /etc/criu && echo 'log-file /var/log/criu-lpm-e2e.log' >/etc/criu/runc.conf"); err != nil {
+		t.Fatalf("failed to write the CRIU configuration of %s: %v: %s", nodeB, err, out)
+	}
+	t.Cleanup(func() {
+		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/etc/criu/runc.conf", "/var/log/criu-lpm-e2e.log")
+	})
 	ns := newNamespace(t)
 	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/data/held"},
 		func(p *corev1.Pod) {
