@@ -131,6 +131,13 @@ type TargetAgentStatus struct {
 	// late, no later than one second after it.
 	// +optional
 	ReadyTime *metav1.MicroTime `json:"readyTime,omitempty"`
+
+	// logPath is the directory on the target node that keeps the CRIU
+	// restore logs of this migration, set when a restore failed and its log
+	// could be kept.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	LogPath string `json:"logPath,omitempty"`
 }
 
 // TargetContainerStatus describes one container on the target node.

@@ -125,6 +125,11 @@ func (a *Agent) restoreFailure(ctx context.Context, pm *lpmv1.PodMigration,
 			continue
 		}
 		dir, lines := a.keepRuntimeLog(ctx, string(pm.UID), c.Name, "restore", msg)
+		if dir != "" {
+			if err := a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) { s.LogPath = dir }); err != nil {
+				return true, err
+			}
+		}
 		err := withCRIUErrors(fmt.Errorf("the runtime failed to restore container %s: %s", c.Name, msg),
 			a.opts.NodeName, dir, lines)
 		return true, a.failTarget(ctx, pm, lpmv1.AgentConditionRestored, lpmv1.ReasonRestoredPodFailed, err)

@@ -306,6 +306,9 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	if !strings.Contains(msg, "CRIU errors:") || !strings.Contains(msg, "CRIU log kept on node") {
 		t.Errorf("failure message %q lacks CRIU's error lines or the kept log's location", msg)
 	}
+	if pm.Status.Target == nil || pm.Status.Target.LogPath == "" {
+		t.Errorf("status.target.logPath is empty; want the directory of the kept CRIU restore log")
+	}
 	before := lastCount(t, ns, pod.Name)
 	time.Sleep(3 * time.Second)
 	if after := lastCount(t, ns, pod.Name); after <= before {
