@@ -8,7 +8,7 @@ import (
 // the source node writes.
 type SourceAgentStatus struct {
 	// conditions report the source agent's steps. Types are Prepared,
-	// Checkpointed, ImagesServed and CleanedUp.
+	// Checkpointed, ImagesServed, Killed and CleanedUp.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

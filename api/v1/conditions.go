@@ -40,6 +40,11 @@ const (
 	// AgentConditionRestored is True when the target agent has seen the
 	// runtime report every container of the restored pod as restored.
 	AgentConditionRestored = "Restored"
+	// AgentConditionKilled is True when the source agent has sent SIGKILL
+	// to every process of the frozen source after verification. The
+	// processes stay frozen with the signal pending until the source pod
+	// is deleted, and die without running when the agent thaws them.
+	AgentConditionKilled = "Killed"
 	// AgentConditionCleanedUp is True when the agent has removed what the
 	// migration left on its node and, on the source, thawed the pod.
 	AgentConditionCleanedUp = "CleanedUp"
@@ -65,6 +70,7 @@ const (
 	ReasonSourceKept        Reason = "SourceKept"
 	ReasonMigrationComplete Reason = "MigrationComplete"
 	ReasonCleanedUp         Reason = "CleanedUp"
+	ReasonSourceKilled      Reason = "SourceKilled"
 	ReasonSourceDeleting    Reason = "SourceDeleting"
 )
 

@@ -140,7 +140,7 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("lpm-agent").
 		For(&lpmv1.PodMigration{}, builder.WithPredicates(predicate.NewPredicateFuncs(a.concernsNode))).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(migrationOfPod)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(a.migrationsOfPod)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(a)
 }
@@ -164,17 +164,29 @@ func (a *Agent) concernsNode(obj client.Object) bool {
 	return false
 }
 
-// migrationOfPod maps a restored pod to its PodMigration.
-func migrationOfPod(_ context.Context, obj client.Object) []reconcile.Request {
-	value := obj.GetAnnotations()[annotationMigration]
-	if value == "" {
-		return nil
+// migrationsOfPod maps a pod on this node to the PodMigrations it matters
+// to: the one that restored it, and those that move it from this node,
+// whose source agent thaws the killed source once the pod is deleted.
+func (a *Agent) migrationsOfPod(ctx context.Context, obj client.Object) []reconcile.Request {
+	var requests []reconcile.Request
+	if value := obj.GetAnnotations()[annotationMigration]; value != "" {
+		if ns, name, ok := strings.Cut(value, "/"); ok {
+			requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns,
+				Name: name}})
+		}
 	}
-	ns, name, ok := strings.Cut(value, "/")
-	if !ok {
-		return nil
+	var list lpmv1.PodMigrationList
+	if err := a.client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to list PodMigrations for a pod event", "pod",
+			client.ObjectKeyFromObject(obj))
+		return requests
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	for _, pm := range list.Items {
+		if pm.Spec.PodName == obj.GetName() && pm.Status.SourceNode == a.opts.NodeName {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pm)})
+		}
+	}
+	return requests
 }
 
 // Reconcile observes one PodMigration and acts for this node's part.

@@ -85,8 +85,14 @@ func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
 	}
 	if rec.Role == state.RoleSource {
 		if pm == nil && len(rec.Paused) > 0 {
-			if err := a.settleOrphanedSource(ctx, rec); err != nil {
+			settled, err := a.settleOrphanedSource(ctx, rec)
+			if err != nil {
 				return err
+			}
+			if !settled {
+				log.Info("The killed source of a migration that vanished stays frozen until its pod is deleted",
+					"pod", rec.Namespace+"/"+rec.PodName)
+				return nil
 			}
 			log.Info("Settled the source of a migration that vanished")
 		}
@@ -106,33 +112,39 @@ func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
 }
 
 // settleOrphanedSource handles the frozen containers of a migration that
-// vanished while the agent was down. If its restored pod runs, the
-// migration succeeded and the source must never run again, so it is
-// killed. Otherwise the source is thawed.
-func (a *Agent) settleOrphanedSource(ctx context.Context, rec *state.Record) error {
-	restoredRuns := false
-	if rec.RestoredPod != "" {
+// vanished while the agent was down, and reports whether none is left. If
+// the agent had killed them, or the restored pod runs, the migration
+// succeeded and the source must never run again: it is killed and thawed
+// only once its pod is being deleted, because the kubelet would restart a
+// container of a live pod. Otherwise the source is thawed.
+func (a *Agent) settleOrphanedSource(ctx context.Context, rec *state.Record) (bool, error) {
+	restoredRuns := rec.Killed
+	if !restoredRuns && rec.RestoredPod != "" {
 		pm := &lpmv1.PodMigration{}
 		pm.Namespace, pm.Status.RestoredPod, pm.UID = rec.Namespace, rec.RestoredPod, types.UID(rec.UID)
 		exists, err := a.restoredPodExists(ctx, pm)
 		if err != nil {
-			return err
+			return false, err
 		}
 		restoredRuns = exists
 	}
-	for _, id := range rec.Paused {
-		var err error
-		if restoredRuns {
-			err = a.runtime.KillPaused(ctx, id)
-		} else {
-			err = a.runtime.Resume(ctx, id)
+	if !restoredRuns {
+		for _, id := range rec.Paused {
+			if err := a.runtime.Resume(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				return false, err
+			}
 		}
-		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
-			return err
-		}
+		rec.Paused = nil
+		return true, a.store.Save(rec)
 	}
-	rec.Paused = nil
-	return a.store.Save(rec)
+	if err := a.killFrozen(ctx, rec); err != nil {
+		return false, err
+	}
+	terminating, err := a.sourcePodTerminating(ctx, rec)
+	if err != nil || !terminating {
+		return false, err
+	}
+	return true, a.thawKilled(ctx, rec)
 }
 
 // collectImages removes checkpoint images the agent imported whose

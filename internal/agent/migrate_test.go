@@ -17,8 +17,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,6 +61,21 @@ func (w *world) checkpointAndServe(src *sourcePod, target *agentNode,
 // migrate drives a migration through every phase, checking the agents'
 // reports on the way, and leaves it Succeeded.
 func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.PodMigration)) *migration {
+	t := w.t
+	t.Helper()
+	m := w.restoreAndVerify(src, target, mutate)
+	w.setRestoredCondition(m.pm)
+	w.checkKilledFrozen(src, m)
+	w.deleteSourcePod(src)
+	requireTrue(t, w.waitCondition(m.pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	w.checkSourceDead(src, m)
+	w.setPhase(m.pm, lpmv1.PhaseSucceeded)
+	return m
+}
+
+// restoreAndVerify drives a migration to a restored pod that the target
+// agent reports restored, checking the agents' reports on the way.
+func (w *world) restoreAndVerify(src *sourcePod, target *agentNode, mutate func(*lpmv1.PodMigration)) *migration {
 	t := w.t
 	t.Helper()
 	pm := w.checkpointAndServe(src, target, mutate)
@@ -111,15 +128,83 @@ func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.Po
 		}
 	}
 
-	w.setRestoredCondition(pm)
-	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	return &migration{pm: pm, restoredPod: restoredPod, restoredIDs: restoredIDs, frozenAt: frozenAt}
+}
+
+// checkKilledFrozen waits until the source agent reports Killed after
+// verification and checks that the source stays frozen: with SIGKILL
+// pending it neither runs nor exits, so the kubelet, which sees a running
+// container, has nothing to restart, and the agent cleans up only after
+// the source pod is deleted.
+func (w *world) checkKilledFrozen(src *sourcePod, m *migration) {
+	t := w.t
+	t.Helper()
+	requireTrue(t, w.waitCondition(m.pm, "source", lpmv1.AgentConditionKilled), "source Killed")
+	time.Sleep(time.Second)
+	for name, id := range src.ids {
+		if st := taskState(t, w.ctx, src.node, id); st != runtime.TaskPaused {
+			t.Errorf("source task of %s after Killed = %s, want paused", name, st)
+		}
+		if st := criContainerState(t, w, src.node, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("CRI state of source container %s after Killed = %s, want running", name, st.GetState())
+		}
+		assertNoCountAfter(t, src.logs[name], m.frozenAt[name])
+	}
+	if c := apimeta.FindStatusCondition(w.get(m.pm).Status.Source.Conditions,
+		lpmv1.AgentConditionCleanedUp); c != nil {
+		t.Errorf("source CleanedUp = %+v before the source pod was deleted", c)
+	}
+}
+
+// checkSourceDead checks that the killed source died when the agent thawed
+// it, without running again: SIGKILL ended it and its log has no count past
+// the cut.
+func (w *world) checkSourceDead(src *sourcePod, m *migration) {
+	t := w.t
+	t.Helper()
 	for name, id := range src.ids {
 		if st := taskState(t, w.ctx, src.node, id); st != runtime.TaskStopped && st != runtime.TaskUnknown {
 			t.Errorf("source task of %s after CleanedUp = %s, want stopped", name, st)
 		}
+		var status *runtimeapi.ContainerStatus
+		w.waitFor("the CRI to report source container "+name+" exited", func() bool {
+			status = criContainerState(t, w, src.node, id)
+			return status.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
+		})
+		if status.GetExitCode() != 137 {
+			t.Errorf("source container %s exited with %d (%s), want 137: SIGKILL", name, status.GetExitCode(),
+				status.GetReason())
+		}
+		assertNoCountAfter(t, src.logs[name], m.frozenAt[name])
 	}
-	w.setPhase(pm, lpmv1.PhaseSucceeded)
-	return &migration{pm: pm, restoredPod: restoredPod, restoredIDs: restoredIDs, frozenAt: frozenAt}
+}
+
+// deleteSourcePod deletes the source pod with a grace period, as the
+// controller does: the pod stays, terminating, until the test removes it
+// as the kubelet would.
+func (w *world) deleteSourcePod(src *sourcePod) {
+	if err := w.c.Delete(w.ctx, src.pod, client.GracePeriodSeconds(30)); err != nil {
+		w.t.Fatalf("failed to delete source pod %s: %v", src.pod.Name, err)
+	}
+}
+
+// assertNoCountAfter checks that a counter's log ends at count frozenAt.
+func assertNoCountAfter(t *testing.T, logPath string, frozenAt int) {
+	t.Helper()
+	counts := testenv.Counts(t, logPath)
+	if len(counts) == 0 || counts[len(counts)-1] != frozenAt {
+		t.Errorf("log %s ends at count %v, want %d: the source ran after the cut", logPath,
+			counts[max(0, len(counts)-3):], frozenAt)
+	}
+}
+
+func criContainerState(t *testing.T, w *world, n *agentNode, id string) *runtimeapi.ContainerStatus {
+	t.Helper()
+	resp, err := n.rt.CRI().ContainerStatus(w.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus(%s) error = %v", id, err)
+	}
+	return resp.GetStatus()
 }
 
 // finish removes the source and restored pods, as the controller and the
@@ -624,4 +709,26 @@ func TestAgentRestartSettlesVanishedMigration(t *testing.T) {
 	testenv.WaitForCount(t, src.logPath, counts[len(counts)-1]+3, 30*time.Second)
 	w.removePod(a, src.pod.Name, src.cri)
 	w.waitNoLeftovers(a, b)
+}
+
+// TestAgentRestartAfterKill stops the source agent after it killed the
+// frozen source, deletes the source pod while the agent is down and starts
+// the agent again: it must thaw the killed source from its state directory,
+// so the processes die without running again.
+func TestAgentRestartAfterKill(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runCounter(a, "killed", nil)
+	m := w.restoreAndVerify(src, b, nil)
+	w.setRestoredCondition(m.pm)
+	w.checkKilledFrozen(src, m)
+
+	w.stopAgent(a)
+	w.deleteSourcePod(src)
+	w.startAgent(a)
+
+	requireTrue(t, w.waitCondition(m.pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	w.checkSourceDead(src, m)
+	w.setPhase(m.pm, lpmv1.PhaseSucceeded)
+	w.finish(src, b, m)
 }

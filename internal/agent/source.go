@@ -51,12 +51,13 @@ func (a *Agent) reconcileSource(ctx context.Context, pm *lpmv1.PodMigration, rec
 		}
 	}
 	switch {
+	// After verification the migration only finishes, even when deleted.
+	case pm.Status.Phase == lpmv1.PhaseSucceeded || (isTrue(restored) && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
+		a.tasks.stop(key)
+		return a.sourceFinish(ctx, pm, rec)
 	case pm.DeletionTimestamp != nil || pm.Status.Phase == lpmv1.PhaseFailed:
 		a.tasks.stop(key)
 		return a.sourceRollback(ctx, pm, rec)
-	case pm.Status.Phase == lpmv1.PhaseSucceeded || (isTrue(restored) && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
-		a.tasks.stop(key)
-		return reconcile.Result{}, a.sourceFinish(ctx, pm, rec)
 	case pm.Status.Phase == lpmv1.PhasePending || pm.Status.Phase == "":
 		if isTrue(sourceCondition(pm, lpmv1.AgentConditionPrepared)) || pm.Status.SourceNode == "" {
 			return reconcile.Result{}, nil
@@ -277,7 +278,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 
 	now := a.clock.Now()
 	rec := &state.Record{UID: string(pm.UID), Namespace: pm.Namespace, Name: pm.Name, Role: state.RoleSource,
-		CheckpointStarted: &now, CutTime: &now}
+		CheckpointStarted: &now, CutTime: &now, PodName: pod.Name, PodUID: string(pod.UID)}
 	if budget, limited := freezeBudget(pod, names(containers)); limited && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep {
 		deadline := now.Add(budget)
 		rec.FreezeDeadline = &deadline
@@ -677,26 +678,98 @@ func (a *Agent) removeStrayArchives(ctx context.Context, rec *state.Record) {
 }
 
 // sourceFinish ends the source's part after the restored pod was verified
-// (step 13). With sourcePolicy Delete the frozen containers are killed
-// (SIGKILL, then thaw, so they never run again). Archives and images go.
-func (a *Agent) sourceFinish(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) error {
+// (steps 13 and 14). With sourcePolicy Delete no code of the source may run
+// again, and the kubelet must not restart it: the agent sends SIGKILL to
+// the frozen containers, which stay frozen with the signal pending, and
+// reports Killed. The controller then deletes the source pod. Once the pod
+// is terminating, the agent thaws the containers, which die at once, and
+// the kubelet does not restart a container of a terminating pod. Archives
+// and images go last.
+func (a *Agent) sourceFinish(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) (reconcile.Result,
+	error) {
 	if isTrue(sourceCondition(pm, lpmv1.AgentConditionCleanedUp)) && (rec == nil || rec.Finished) {
-		return nil
+		return reconcile.Result{}, nil
 	}
-	if rec != nil {
-		for _, id := range rec.Paused {
-			if err := a.runtime.KillPaused(ctx, id); err != nil {
-				return err
+	if rec != nil && len(rec.Paused) > 0 {
+		if err := a.killFrozen(ctx, rec); err != nil {
+			return reconcile.Result{}, err
+		}
+		if !isTrue(sourceCondition(pm, lpmv1.AgentConditionKilled)) {
+			err := a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
+				setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionKilled, metav1.ConditionTrue,
+					lpmv1.ReasonSourceKilled, fmt.Sprintf("every process of the %d frozen containers has SIGKILL "+
+						"pending and dies when the source pod is deleted", len(rec.Paused))))
+			})
+			if err != nil {
+				return reconcile.Result{}, err
 			}
 		}
-		rec.Paused = nil
-		a.finishRecord(ctx, pm, rec)
+		terminating, err := a.sourcePodTerminating(ctx, rec)
+		if err != nil || !terminating {
+			return reconcile.Result{RequeueAfter: pollInterval}, err
+		}
+		if err := a.thawKilled(ctx, rec); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
-	return a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
+	if rec != nil {
+		a.finishRecord(ctx, pm, rec)
+		a.removeLogs(ctx, rec.UID)
+	}
+	return reconcile.Result{}, a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 		s.Frozen = false
+		if pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep && meta(s.Conditions, lpmv1.AgentConditionKilled) == nil {
+			setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionKilled, metav1.ConditionTrue,
+				lpmv1.ReasonSourceKilled, "the agent holds no frozen container of the source"))
+		}
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionCleanedUp, metav1.ConditionTrue,
 			lpmv1.ReasonCleanedUp, "the source containers were stopped and the checkpoint archives deleted"))
 	})
+}
+
+// killFrozen sends SIGKILL to every process of the record's paused
+// containers, once, and records that it did.
+func (a *Agent) killFrozen(ctx context.Context, rec *state.Record) error {
+	if rec.Killed {
+		return nil
+	}
+	for _, id := range rec.Paused {
+		if err := a.runtime.KillFrozen(ctx, id); err != nil {
+			return err
+		}
+	}
+	rec.Killed = true
+	return a.store.Save(rec)
+}
+
+// thawKilled thaws the killed containers of the record, whose processes
+// die before they run, and forgets them once every thaw succeeded.
+func (a *Agent) thawKilled(ctx context.Context, rec *state.Record) error {
+	for _, id := range rec.Paused {
+		if err := a.runtime.Resume(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return fmt.Errorf("failed to thaw killed container %s: %w", id, err)
+		}
+	}
+	rec.Paused = nil
+	return a.store.Save(rec)
+}
+
+// sourcePodTerminating reports whether the record's source pod is being
+// deleted or is gone. A record without the pod's UID, written by an older
+// agent, counts as terminating.
+func (a *Agent) sourcePodTerminating(ctx context.Context, rec *state.Record) (bool, error) {
+	if rec.PodUID == "" {
+		return true, nil
+	}
+	pod := &corev1.Pod{}
+	err := a.client.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.PodName}, pod)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("failed to get source pod %s/%s: %w", rec.Namespace, rec.PodName, err)
+	}
+	return string(pod.UID) != rec.PodUID || pod.DeletionTimestamp != nil, nil
 }
 
 // finishRecord withdraws the offer, deletes archives and pushed images, and

@@ -31,6 +31,8 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"Delete the source pod when you no longer need it.",
 	lpmv1.ReasonMigrationComplete: "The pod runs on the target node. Nothing is left to do.",
 	lpmv1.ReasonCleanedUp:         "The agent removed what the migration left on its node.",
+	lpmv1.ReasonSourceKilled: "The restored pod is verified, and the frozen source containers are killed: " +
+		"they die without running again once the source pod is deleted.",
 
 	// Preflight failures: the source pod was never touched.
 	lpmv1.ReasonPodNotFound: "No pod of that name exists in the namespace. Check the name and the " +

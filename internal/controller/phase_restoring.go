@@ -56,7 +56,7 @@ func ensureRestoredPod(o *outcome, w *world) {
 
 // stepRestoring verifies the restored pod and then removes the source.
 // Verification is the point of no return: from then on the source agent
-// kills the paused source, so the migration can only finish.
+// kills the frozen source, so the migration can only finish.
 func stepRestoring(o *outcome, w *world) {
 	if !restoredVerified(o) {
 		if !checkSourcePod(o, w) {
@@ -191,8 +191,11 @@ func notRestoredContainer(m *lpmv1.PodMigration, containers []string) string {
 	return ""
 }
 
-// removeSource deletes the source pod once its agent has killed the paused
-// containers, and finishes the migration when the pod is gone.
+// removeSource deletes the source pod once its agent has sent SIGKILL to
+// the frozen containers, and finishes the migration when the pod is gone.
+// The agent thaws the containers when it sees the pod terminating, so they
+// die without running, and the kubelet does not restart a container of a
+// terminating pod.
 func removeSource(o *outcome, w *world) {
 	if w.pod == nil || string(w.pod.UID) != o.status.SourcePodUID {
 		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionTrue, lpmv1.ReasonSourceDeleted,
@@ -208,16 +211,16 @@ func removeSource(o *outcome, w *world) {
 	}
 
 	verified := o.condition(lpmv1.ConditionRestored).LastTransitionTime.Time
-	cleaned := isTrue(sourceCondition(o.m, lpmv1.AgentConditionCleanedUp))
-	if !cleaned && o.now.Before(verified.Add(cleanupTimeout)) {
+	killed := isTrue(sourceCondition(o.m, lpmv1.AgentConditionKilled))
+	if !killed && o.now.Before(verified.Add(cleanupTimeout)) {
 		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonInProgress,
-			fmt.Sprintf("waiting for the agent of node %s to stop the paused source containers", o.status.SourceNode))
+			fmt.Sprintf("waiting for the agent of node %s to kill the frozen source containers", o.status.SourceNode))
 		o.requeueAt(verified.Add(cleanupTimeout))
 		return
 	}
-	if !cleaned {
+	if !killed {
 		o.warning(lpmv1.ReasonCleanupTimedOut, "DeleteSource", fmt.Sprintf("the agent of node %s did not "+
-			"report CleanedUp within %s. Deleting pod %s anyway", o.status.SourceNode, cleanupTimeout, w.pod.Name))
+			"report Killed within %s. Deleting pod %s anyway", o.status.SourceNode, cleanupTimeout, w.pod.Name))
 	}
 	o.deleteSource = true
 	o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,

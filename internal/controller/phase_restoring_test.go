@@ -118,10 +118,25 @@ func TestStepRestoring(t *testing.T) {
 			wantRequeue:   cleanupTimeout,
 		},
 		{
-			name: "source agent cleaned up",
+			// CleanedUp comes only after the deletion, when the agent has
+			// thawed the killed source.
+			name: "source agent cleaned up without killing",
 			migration: func(m *lpmv1.PodMigration) {
 				verified(m)
 				setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionCleanedUp, metav1.ConditionTrue, "CleanedUp", "")
+			},
+			now:          t0.Add(11 * time.Second),
+			wantPhase:    lpmv1.PhaseRestoring,
+			wantRestored: lpmv1.ReasonVerified,
+			wantSource:   lpmv1.ReasonInProgress,
+			wantRequeue:  cleanupTimeout - time.Second,
+		},
+		{
+			name: "source agent killed the frozen source",
+			migration: func(m *lpmv1.PodMigration) {
+				verified(m)
+				setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionKilled, metav1.ConditionTrue,
+					string(lpmv1.ReasonSourceKilled), "")
 			},
 			now:          t0.Add(11 * time.Second),
 			wantPhase:    lpmv1.PhaseRestoring,

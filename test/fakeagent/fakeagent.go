@@ -46,6 +46,9 @@ const (
 	// it makes a container restart.
 	StepStartRestored Step = "StartRestored"
 	StepRestore       Step = "Restore"
+	// StepKillSource is the source agent's SIGKILL to the frozen source
+	// after verification; CleanUpSource follows once the pod is deleted.
+	StepKillSource    Step = "KillSource"
 	StepCleanUpSource Step = "CleanUpSource"
 	StepCleanUpTarget Step = "CleanUpTarget"
 )
@@ -53,7 +56,7 @@ const (
 // Steps lists every step.
 var Steps = []Step{
 	StepPrepareSource, StepPrepareTarget, StepCheckpoint, StepServeImages, StepImportImages,
-	StepStartRestored, StepRestore, StepCleanUpSource, StepCleanUpTarget,
+	StepStartRestored, StepRestore, StepKillSource, StepCleanUpSource, StepCleanUpTarget,
 }
 
 // failure is what a failed step reports.

@@ -28,8 +28,7 @@ func (a *Agent) actAsSource(ctx context.Context, m *lpmv1.PodMigration, src *lpm
 	switch {
 	// After verification the migration only finishes, even when deleted.
 	case phase == lpmv1.PhaseSucceeded || (restoredVerified(m) && m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
-		a.cleanUpSource(src)
-		return nil
+		return a.finishSource(ctx, m, src)
 	case phase == lpmv1.PhaseFailed || !m.DeletionTimestamp.IsZero():
 		return a.rollBackSource(ctx, m, src)
 	case phase == lpmv1.PhasePending:
@@ -111,6 +110,30 @@ func (a *Agent) rollBackSource(ctx context.Context, m *lpmv1.PodMigration, src *
 		pod := &corev1.Pod{}
 		err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: name}, pod)
 		if err == nil && pod.Annotations[lpmv1.AnnotationMigrationUID] == string(m.UID) {
+			return nil
+		}
+	}
+	a.cleanUpSource(src)
+	return nil
+}
+
+// finishSource plays the end of a move: the agent kills the frozen source
+// and reports Killed, and cleans up once the controller has deleted the
+// source pod, as docs/design.md describes it.
+func (a *Agent) finishSource(ctx context.Context, m *lpmv1.PodMigration, src *lpmv1.SourceAgentStatus) error {
+	if m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep && !isTrue(src.Conditions, lpmv1.AgentConditionKilled) {
+		if ok, f := a.run(StepKillSource); !ok || f != nil {
+			return nil
+		}
+		a.setCondition(&src.Conditions, lpmv1.AgentConditionKilled, nil, string(lpmv1.ReasonSourceKilled))
+	}
+	if m.Spec.SourcePolicy != lpmv1.SourcePolicyKeep {
+		pod := &corev1.Pod{}
+		err := a.client.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.PodName}, pod)
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		if err == nil && string(pod.UID) == m.Status.SourcePodUID && pod.DeletionTimestamp == nil {
 			return nil
 		}
 	}

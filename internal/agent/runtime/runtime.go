@@ -122,10 +122,22 @@ func (r *Runtime) Resume(ctx context.Context, containerID string) error {
 	return nil
 }
 
-// KillPaused sends SIGKILL to every process of a paused container and then
-// thaws it, so the processes die without running another instruction of
-// their own. A container that is gone already counts as killed.
-func (r *Runtime) KillPaused(ctx context.Context, containerID string) error {
+// KillFrozen sends SIGKILL to every process of a paused container and
+// leaves the container paused. With the cgroup v1 freezer a frozen process
+// does not act on the signal: it stays pending, and the process dies as
+// soon as it is thawed, before it runs another instruction of its own. So
+// the container neither runs nor exits until Resume, and the kubelet finds
+// nothing to restart.
+//
+// The agent sends the signals itself, with kill(2) on the PIDs the runtime
+// reports, because runc thaws a paused container when it kills it. It must
+// run in the node's PID namespace. The PIDs cannot be reused meanwhile,
+// because frozen processes cannot exit. A container that is gone or has
+// stopped counts as killed.
+//
+// NOTE: the cgroup v2 freezer lets a fatal signal through, so there the
+// processes die at once and the kubelet may restart the container.
+func (r *Runtime) KillFrozen(ctx context.Context, containerID string) error {
 	task, err := r.task(ctx, containerID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -133,13 +145,22 @@ func (r *Runtime) KillPaused(ctx context.Context, containerID string) error {
 	if err != nil {
 		return err
 	}
-	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("failed to kill container %s: %w", containerID, err)
+	state, err := r.TaskStatus(ctx, containerID)
+	switch {
+	case errors.Is(err, ErrNotFound) || state == TaskStopped:
+		return nil
+	case err != nil:
+		return err
+	case state != TaskPaused:
+		return fmt.Errorf("failed to kill container %s while it is frozen: its task is %s", containerID, state)
 	}
-	if err := task.Resume(ctx); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
-		// The task may have left the paused state with the kill already.
-		if state, serr := r.TaskStatus(ctx, containerID); serr == nil && state == TaskPaused {
-			return fmt.Errorf("failed to thaw killed container %s: %w", containerID, err)
+	processes, err := task.Pids(ctx)
+	if err != nil {
+		return wrapNotFound(err, "failed to list the processes of container %s", containerID)
+	}
+	for _, p := range processes {
+		if err := syscall.Kill(int(p.Pid), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("failed to kill process %d of container %s: %w", p.Pid, containerID, err)
 		}
 	}
 	return nil

@@ -51,6 +51,14 @@ type Record struct {
 	// Paused lists the runtime IDs of the containers the agent paused, in
 	// the order it paused them. An ID is written before the pause.
 	Paused []string `json:"paused,omitempty"`
+	// Killed is set once the agent has sent SIGKILL to every process of
+	// the paused containers, which die as soon as they are thawed.
+	Killed bool `json:"killed,omitempty"`
+	// PodUID is the UID of the source pod, so that the agent can tell
+	// when that pod is being deleted even after its migration is gone.
+	PodUID string `json:"podUID,omitempty"`
+	// PodName is the source pod's name, in Namespace.
+	PodName string `json:"podName,omitempty"`
 	// Containers are the checkpointed containers (source) or the received
 	// images (target).
 	Containers []Container `json:"containers,omitempty"`

@@ -62,7 +62,7 @@ func TestCancelInEveryPhase(t *testing.T) {
 func TestCancelAfterVerification(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.agent.Hold(fakeagent.StepCleanUpSource)
+	h.agent.Hold(fakeagent.StepKillSource)
 	source := h.createRunningPod("web", h.nodes[0])
 	h.migrate("move", "web", h.nodes[1])
 	h.waitFor("Restored True", func() bool {
@@ -72,7 +72,7 @@ func TestCancelAfterVerification(t *testing.T) {
 	m := h.get("move")
 
 	h.must(admin.Delete(h.ctx, m))
-	h.agent.Proceed(fakeagent.StepCleanUpSource)
+	h.agent.Proceed(fakeagent.StepKillSource)
 
 	h.waitGone(m)
 	h.waitGone(source)
@@ -92,7 +92,7 @@ func TestControllerRestartInEveryPhase(t *testing.T) {
 		name  string
 		hold  fakeagent.Step
 		phase lpmv1.MigrationPhase
-	}{"RestoringVerified", fakeagent.StepCleanUpSource, lpmv1.PhaseRestoring})
+	}{"RestoringVerified", fakeagent.StepKillSource, lpmv1.PhaseRestoring})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -104,7 +104,7 @@ func TestControllerRestartInEveryPhase(t *testing.T) {
 			if tc.phase == lpmv1.PhaseRestoring {
 				h.waitFor("restored pod created", func() bool { return len(h.restoredPods(m)) == 1 })
 			}
-			if tc.hold == fakeagent.StepCleanUpSource {
+			if tc.hold == fakeagent.StepKillSource {
 				h.waitFor("Restored True", func() bool {
 					c := condition(h.get("move"), lpmv1.ConditionRestored)
 					return c != nil && c.Status == metav1.ConditionTrue

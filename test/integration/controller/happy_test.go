@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -270,4 +271,61 @@ func TestTimesKeepMicroseconds(t *testing.T) {
 	if got := entered[lpmv1.PhaseCheckpointComplete].Sub(entered[lpmv1.PhaseCheckpointing]); got != 250*time.Millisecond {
 		t.Errorf("Checkpointing lasted %s by the recorded transitions, want 250ms", got)
 	}
+}
+
+// After verification the controller deletes the source pod only once the
+// source agent has killed the frozen source, and the agent cleans up only
+// once the pod is being deleted: the killed processes die when it thaws
+// them, and the kubelet does not restart a container of a terminating pod.
+func TestSourceKilledBeforeDeletion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent.Hold(fakeagent.StepKillSource)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1])
+	h.waitFor("Restored True", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && c.Status == metav1.ConditionTrue
+	})
+
+	time.Sleep(300 * time.Millisecond)
+	h.assertSourceUntouched(source)
+	m := h.get("move")
+	if c := condition(m, lpmv1.ConditionSourceRemoved); c == nil || c.Reason != string(lpmv1.ReasonInProgress) {
+		t.Errorf("SourceRemoved = %+v, want InProgress while the source agent has not killed the source", c)
+	}
+	if src := m.Status.Source; meta.IsStatusConditionTrue(src.Conditions, lpmv1.AgentConditionCleanedUp) {
+		t.Errorf("source agent cleaned up before the source pod was deleted")
+	}
+
+	h.agent.Proceed(fakeagent.StepKillSource)
+	m = h.waitPhase("move", lpmv1.PhaseSucceeded)
+	h.waitGone(source)
+	h.waitFor("source CleanedUp", func() bool {
+		return meta.IsStatusConditionTrue(h.get("move").Status.Source.Conditions, lpmv1.AgentConditionCleanedUp)
+	})
+	if c := condition(m, lpmv1.ConditionSourceRemoved); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("SourceRemoved = %+v, want True", c)
+	}
+}
+
+// A source agent that never reports Killed holds the source pod for two
+// minutes at most; then the controller deletes it with a warning event.
+func TestSourceKillTimeout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent.Hold(fakeagent.StepKillSource)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1])
+	h.waitFor("Restored True", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && c.Status == metav1.ConditionTrue
+	})
+
+	h.step(2*time.Minute, "move")
+	m := h.waitPhase("move", lpmv1.PhaseSucceeded)
+	h.waitGone(source)
+	h.waitFor("CleanupTimedOut event", func() bool {
+		return eventReasons(h, m)[string(lpmv1.ReasonCleanupTimedOut)]
+	})
 }

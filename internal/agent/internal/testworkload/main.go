@@ -2,8 +2,9 @@
 // containers. "counter" prints an increasing count every 100 ms, so a test
 // can tell whether a restored process continued from its checkpoint or
 // started again from one. "counter N" first fills N MiB of memory, so its
-// checkpoint is large. "pause" sleeps until it is killed, as a sandbox's
-// pause process does.
+// checkpoint is large. "counter N sigterm" also prints a line and exits on
+// SIGTERM, so a test can tell whether it ran its handler. "pause" sleeps
+// until it is killed, as a sandbox's pause process does.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -43,10 +45,19 @@ func main() {
 				ballast[i] = byte(x)
 			}
 		}
-		count := 0
+		var count atomic.Int64
+		if len(os.Args) > 3 && os.Args[3] == "sigterm" {
+			terminate := make(chan os.Signal, 1)
+			signal.Notify(terminate, syscall.SIGTERM)
+			go func() {
+				<-terminate
+				fmt.Printf("terminated after count=%d\n", count.Load())
+				os.Exit(0)
+			}()
+		}
 		for {
-			count++
-			fmt.Printf("count=%d pid=%d ballast=%d\n", count, os.Getpid(), len(ballast)>>20)
+			n := count.Add(1)
+			fmt.Printf("count=%d pid=%d ballast=%d\n", n, os.Getpid(), len(ballast)>>20)
 			time.Sleep(100 * time.Millisecond)
 		}
 	default:
