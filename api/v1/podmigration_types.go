@@ -165,25 +165,28 @@ type RegistryTransfer struct {
 type MigrationPhase string
 
 const (
-	// PhasePending: preflight checks run, or the migration waits for a free
-	// slot under the concurrency limits. The source pod is untouched.
+	// PhasePending is the phase in which preflight checks run, or the
+	// migration waits for a free slot under the concurrency limits. The
+	// source pod is untouched.
 	PhasePending MigrationPhase = "Pending"
-	// PhaseCheckpointing: the source node's agent checkpoints the pod.
+	// PhaseCheckpointing is the phase in which the source node's agent
+	// checkpoints the pod.
 	PhaseCheckpointing MigrationPhase = "Checkpointing"
-	// PhaseCheckpointComplete: every container is checkpointed and, with
-	// sourcePolicy Delete, the source pod is frozen.
+	// PhaseCheckpointComplete means that every container is checkpointed
+	// and, with sourcePolicy Delete, the source pod is frozen.
 	PhaseCheckpointComplete MigrationPhase = "CheckpointComplete"
-	// PhasePreparingImages: checkpoint images are built, carried to the
-	// target node and imported there.
+	// PhasePreparingImages is the phase in which checkpoint images are
+	// built, carried to the target node and imported there.
 	PhasePreparingImages MigrationPhase = "PreparingImages"
-	// PhaseRestoring: the restored pod exists and is being verified.
+	// PhaseRestoring is the phase in which the restored pod exists and is
+	// being verified.
 	PhaseRestoring MigrationPhase = "Restoring"
-	// PhaseSucceeded: the restored pod was verified and, with sourcePolicy
-	// Delete, the source pod was removed. A dry run ends here when every
-	// preflight check passed.
+	// PhaseSucceeded means that the restored pod was verified and, with
+	// sourcePolicy Delete, the source pod was removed. A dry run ends here
+	// when every preflight check passed.
 	PhaseSucceeded MigrationPhase = "Succeeded"
-	// PhaseFailed: the migration stopped and was rolled back. The source
-	// pod runs as before.
+	// PhaseFailed means that the migration stopped and was rolled back. The
+	// source pod runs as before.
 	PhaseFailed MigrationPhase = "Failed"
 )
 

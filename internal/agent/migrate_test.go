@@ -119,7 +119,7 @@ func (w *world) restoreAndVerify(src *sourcePod, target *agentNode, mutate func(
 	restoredPod, restoredIDs := w.restore(pm, target)
 	requireTrue(t, w.waitCondition(pm, "target", lpmv1.AgentConditionRestored), "target Restored")
 	cur = w.get(pm)
-	if rt := cur.Status.Target.ReadyTime; rt == nil || rt.Time.Before(readyFrom) || rt.Time.After(time.Now()) {
+	if rt := cur.Status.Target.ReadyTime; rt == nil || rt.Time.Before(readyFrom) || rt.After(time.Now()) {
 		t.Errorf("target readyTime = %v, want the time the pod became Ready, after %s", rt, readyFrom)
 	}
 	for _, tc := range cur.Status.Target.Containers {
