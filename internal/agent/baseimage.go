@@ -12,10 +12,6 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// labelResetTo marks a checkpoint image reference that the target agent
-// pointed at the container's base image after the migration succeeded.
-const labelResetTo = "lpm.dev/reset-to"
-
 // recordBaseImageIDs adds the ID (config digest) of each container's base
 // image on this node to the source's report, so the target can check that
 // it restores onto exactly that image.
@@ -87,9 +83,8 @@ func isImageID(ref string) bool {
 // a restored container that restarts (crash, liveness probe, out of
 // memory) would restore the stale checkpoint again. With it, a restart
 // starts fresh from the original image, as it would have on the source.
-// The CRI plugin follows the update through containerd's image events.
+// The CRI plugin follows the change through containerd's image events.
 func (a *Agent) resetCheckpointImages(ctx context.Context, pm *lpmv1.PodMigration) error {
-	store := a.runtime.Client().ImageService()
 	bases := map[string]string{}
 	for _, c := range pm.Status.Source.Containers {
 		bases[c.Name] = c.BaseImage
@@ -99,24 +94,12 @@ func (a *Agent) resetCheckpointImages(ctx context.Context, pm *lpmv1.PodMigratio
 		if c.Image == "" || base == "" {
 			continue
 		}
-		ckpt, err := store.Get(ctx, c.Image)
-		if err != nil {
-			return fmt.Errorf("failed to get checkpoint image %s: %w", c.Image, err)
-		}
-		if ckpt.Labels[labelResetTo] != "" {
-			continue
-		}
 		baseRecord, err := a.baseImageRecord(ctx, base)
 		if err != nil {
 			return err
 		}
-		ckpt.Target = baseRecord.Target
-		if ckpt.Labels == nil {
-			ckpt.Labels = map[string]string{}
-		}
-		ckpt.Labels[labelResetTo] = base
-		if _, err := store.Update(ctx, ckpt, "target", "labels."+labelResetTo); err != nil {
-			return fmt.Errorf("failed to point checkpoint image %s at base image %s: %w", c.Image, base, err)
+		if err := a.runtime.PointAt(ctx, c.Image, base, baseRecord); err != nil {
+			return err
 		}
 		logf.FromContext(ctx).Info("Pointed the checkpoint image at its base image", "image", c.Image,
 			"baseImage", base)

@@ -163,3 +163,11 @@ func withCRIUErrors(err error, node, dir string, lines []string) error {
 	return fmt.Errorf("%w; CRIU log kept on node %s in %s; CRIU errors: %s", err, node, dir,
 		strings.Join(lines, " | "))
 }
+
+// removeLogs deletes a migration's CRIU logs once it has succeeded: only a
+// failure's logs are kept for logRetention.
+func (a *Agent) removeLogs(ctx context.Context, uid string) {
+	if err := os.RemoveAll(a.logDir(uid)); err != nil {
+		logf.FromContext(ctx).Error(err, "Failed to remove CRIU logs", "path", a.logDir(uid))
+	}
+}

@@ -714,6 +714,7 @@ func (a *Agent) sourceFinish(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 	}
 	if rec != nil {
 		a.finishRecord(ctx, pm, rec)
+		a.removeLogs(ctx, rec.UID)
 	}
 	return reconcile.Result{}, a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 		s.Frozen = false

@@ -360,12 +360,18 @@ func (r *Runtime) createImage(ctx context.Context, req ImportRequest) (images.Im
 // RemoveImage removes an image and waits for containerd to collect its
 // content and snapshots. It removes the image through the CRI first, which
 // also drops the references the CRI plugin added by itself (the image ID),
-// and then the record itself. A missing image counts as removed.
+// and then the record itself. A missing image counts as removed. A
+// reference that PointAt moved to a base image loses only its own record:
+// removing it through the CRI would remove every reference of the base.
 func (r *Runtime) RemoveImage(ctx context.Context, name string) error {
-	if err := r.RemoveCRIImage(ctx, name); err != nil {
-		return err
+	img, err := r.client.ImageService().Get(ctx, name)
+	moved := err == nil && img.Labels[LabelResetTo] != ""
+	if !moved {
+		if err := r.RemoveCRIImage(ctx, name); err != nil {
+			return err
+		}
 	}
-	err := r.client.ImageService().Delete(ctx, name, images.SynchronousDelete())
+	err = r.client.ImageService().Delete(ctx, name, images.SynchronousDelete())
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("failed to remove image %q: %w", name, err)
 	}
