@@ -44,6 +44,44 @@ type SourceAgentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	LogPath string `json:"logPath,omitempty"`
+
+	// volumeData describes the image that carries the contents of the
+	// pod's emptyDir volumes, read while the source was frozen. It is unset
+	// when the pod has no emptyDir volume or every one of them is empty.
+	// +optional
+	VolumeData *VolumeDataStatus `json:"volumeData,omitempty"`
+}
+
+// VolumeDataStatus describes the volume data image of a migration: one
+// image that holds the contents of the source pod's emptyDir volumes and the
+// program that copies them into the restored pod's volumes.
+type VolumeDataStatus struct {
+	// image is the reference of the volume data image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// imageDigest is the digest of the image's index, which the target
+	// node's agent verifies.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	ImageDigest string `json:"imageDigest,omitempty"`
+
+	// imageBytes is the total size of the image's blobs.
+	// +optional
+	ImageBytes int64 `json:"imageBytes,omitempty"`
+
+	// dataBytes is the size of the regular files' contents carried, summed
+	// over all volumes.
+	// +optional
+	DataBytes int64 `json:"dataBytes,omitempty"`
+
+	// volumes are the names of the emptyDir volumes the image carries.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // SourceContainerStatus describes one checkpointed container.
@@ -138,6 +176,13 @@ type TargetAgentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	LogPath string `json:"logPath,omitempty"`
+
+	// volumeDataImage is the reference under which the volume data image
+	// is available to the target node's runtime. The restored pod's init
+	// container runs it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	VolumeDataImage string `json:"volumeDataImage,omitempty"`
 }
 
 // TargetContainerStatus describes one container on the target node.

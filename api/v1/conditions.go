@@ -169,6 +169,19 @@ const (
 	ReasonContainerFrozen Reason = "ContainerFrozen"
 )
 
+// Reasons the source agent rejects a pod's emptyDir volumes, before the
+// checkpoint or, when the contents changed since, at the cut. The source
+// pod runs on untouched.
+const (
+	// ReasonVolumeTooLarge: the emptyDir volumes hold more data than the
+	// source agent's --max-volume-data-bytes allows.
+	ReasonVolumeTooLarge Reason = "VolumeTooLarge"
+	// ReasonUnsupportedVolumeContent: an emptyDir volume holds something
+	// the migration cannot carry, such as a device node, or the agent
+	// cannot carry volumes at all.
+	ReasonUnsupportedVolumeContent Reason = "UnsupportedVolumeContent"
+)
+
 // Reasons the controller's comparison of the source and target nodes
 // rejects a migration before the checkpoint. The source pod is untouched.
 const (

@@ -278,6 +278,12 @@ type PodMigrationStatus struct {
 	// +optional
 	Downtime *metav1.Duration `json:"downtime,omitempty"`
 
+	// volumeDataBytes is the size of the emptyDir volumes' file contents
+	// that the migration carries to the restored pod. The controller copies
+	// it from status.source.volumeData.dataBytes.
+	// +optional
+	VolumeDataBytes int64 `json:"volumeDataBytes,omitempty"`
+
 	// transferProgress reports the bytes of checkpoint images received by
 	// the target node.
 	// +optional
