@@ -67,6 +67,13 @@ func run() error {
 		"Directory where the kubelet writes checkpoint archives, as the node sees it.")
 	flag.StringVar(&cfg.LocalCheckpointsDir, "checkpoints-mount-dir", "",
 		"Where that directory is mounted in the agent's container; the same path when empty.")
+	flag.StringVar(&cfg.KubeletPodsDir, "kubelet-pods-dir", "/var/lib/kubelet/pods",
+		"The kubelet's pods directory as the agent sees it; the agent reads emptyDir volumes there.")
+	flag.Int64Var(&cfg.MaxVolumeDataBytes, "max-volume-data-bytes", agent.DefaultMaxVolumeDataBytes,
+		"Maximum size in bytes of the emptyDir file contents one migration carries; a larger pod is rejected "+
+			"before the checkpoint.")
+	flag.StringVar(&cfg.VolumeCopierPath, "volume-copier", "/lpm-volume-restore",
+		"Static program that volume data images run to restore emptyDir volumes in the restored pod.")
 	flag.StringVar(&cfg.TransferListen, "transfer-listen", ":10351", "Address of the image transfer server.")
 	flag.StringVar(&cfg.TransferTokenFile, "transfer-token-file", "/var/run/secrets/lpm.dev/transfer/token",
 		"Projected service-account token of the transfer audience, sent to source agents.")

@@ -79,6 +79,14 @@ type Options struct {
 	// ProcRoot is where the agent sees the node's /proc; /proc when empty.
 	// The agent runs in the node's PID namespace.
 	ProcRoot string
+	// KubeletPodsDir is the kubelet's pods directory as the agent sees it
+	// (/var/lib/kubelet/pods on the node), where it reads emptyDir volumes.
+	KubeletPodsDir string
+	// MaxVolumeDataBytes bounds the emptyDir contents one migration
+	// carries; DefaultMaxVolumeDataBytes when zero.
+	MaxVolumeDataBytes int64
+	// VolumeCopierPath is the copier program put into volume data images.
+	VolumeCopierPath string
 }
 
 // Agent reconciles PodMigrations that concern its node.
@@ -123,6 +131,9 @@ func New(deps Deps, opts Options) *Agent {
 	}
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
+	}
+	if opts.MaxVolumeDataBytes == 0 {
+		opts.MaxVolumeDataBytes = DefaultMaxVolumeDataBytes
 	}
 	return &Agent{client: deps.Client, reader: deps.Reader, runtime: deps.Runtime, checkpointer: deps.Checkpointer,
 		store: deps.Store, offers: deps.Offers, fetcher: deps.Fetcher, pusher: deps.Pusher, clock: deps.Clock,

@@ -63,6 +63,9 @@ func (a *Agent) CollectGarbage(ctx context.Context) error {
 	if err := a.collectImages(ctx, known); err != nil {
 		errs = append(errs, err)
 	}
+	if err == nil {
+		a.collectVolumeLayers(ctx, known)
+	}
 	return errors.Join(errs...)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/lpm-dev/lpm/internal/agent/runtime"
 	"github.com/lpm-dev/lpm/internal/agent/state"
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
+	"github.com/lpm-dev/lpm/internal/volumedata"
 )
 
 // criContainerNameAnnotation is the OCI spec annotation in which the CRI
@@ -108,11 +109,18 @@ func (a *Agent) sourcePrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 	if err == nil {
 		reason, err = a.scanProcesses(ctx, pod, containers)
 	}
+	var volumes string
+	if err == nil {
+		volumes, reason, err = a.volumeCheck(ctx, pod)
+	}
 	if err != nil {
 		return a.failSource(ctx, pm, lpmv1.AgentConditionPrepared, reason, err)
 	}
 	msg := fmt.Sprintf("%d containers of pod %s can be checkpointed on node %s", len(containers), pod.Name,
 		a.opts.NodeName)
+	if volumes != "" {
+		msg += "; " + volumes
+	}
 	if budget, limited := freezeBudget(pod, names(containers)); limited && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep {
 		msg += fmt.Sprintf("; its liveness probes allow the frozen source %s", budget)
 	}
@@ -301,6 +309,12 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 				err)
 		}
 	}
+	// The emptyDir volumes are read while the kubelet dumps the frozen
+	// containers, so they match the memory checkpoint.
+	waitVolumes, err := a.startVolumePack(ctx, pm, pod, rec, containers)
+	if err != nil {
+		return rec, lpmv1.ReasonCheckpointFailed, err
+	}
 
 	for _, c := range containers {
 		remaining := now.Add(timeout).Sub(a.clock.Now())
@@ -327,6 +341,10 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		if err := a.store.Save(rec); err != nil {
 			return rec, lpmv1.ReasonInternalError, err
 		}
+	}
+
+	if reason, err := waitVolumes(); err != nil {
+		return rec, reason, err
 	}
 
 	// sourcePolicy Keep clones the pod: the source runs on.
@@ -453,9 +471,14 @@ func firstNonEmpty(values ...string) string {
 func (a *Agent) serveTask(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) {
 	log := logf.FromContext(ctx)
 	statuses, reason, err := a.serve(ctx, pm, rec)
+	var volumeData *lpmv1.VolumeDataStatus
+	if err == nil {
+		volumeData, reason, err = a.serveVolumeData(ctx, pm, rec)
+	}
 	if err == nil {
 		err = a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 			mergeImageStatuses(s, statuses)
+			s.VolumeData = volumeData
 			if transferMode(pm) == lpmv1.TransferModeDirect {
 				s.Endpoint = a.opts.TransferEndpoint
 			}
@@ -547,6 +570,13 @@ func recordImages(rec *state.Record) (map[string]*ckptimage.Image, error) {
 			return nil, fmt.Errorf("image of container %s: %w", c.Name, err)
 		}
 		images[c.Name] = img
+	}
+	img, err := volumeImage(rec)
+	if err != nil {
+		return nil, err
+	}
+	if img != nil {
+		images[volumedata.ContainerName] = img
 	}
 	return images, nil
 }
@@ -653,6 +683,7 @@ func (a *Agent) removeArchives(ctx context.Context, rec *state.Record) {
 			logf.FromContext(ctx).Error(err, "Failed to delete checkpoint archive", "path", c.ArchivePath)
 		}
 	}
+	a.removeVolumeLayer(ctx, rec)
 	a.removeStrayArchives(ctx, rec)
 }
 
@@ -787,6 +818,7 @@ func (a *Agent) finishRecord(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 				}
 			}
 		}
+		a.deletePushedVolumeData(ctx, auth, rec)
 	}
 	rec.Finished = true
 	if err := a.store.Save(rec); err != nil {

@@ -158,7 +158,7 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	defer cancel()
 
 	start := a.clock.Now()
-	images, reason, err := a.importImages(ctx, pm)
+	images, volumeRef, reason, err := a.importImages(ctx, pm)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 			reason = lpmv1.ReasonTransferTimedOut
@@ -177,6 +177,7 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	recordImport(pm, a.clock.Since(start))
 	err = a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
 		s.Containers = images
+		s.VolumeDataImage = volumeRef
 		s.BytesDone = s.BytesTotal
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionImagesReady, metav1.ConditionTrue,
 			lpmv1.ReasonImagesReady, fmt.Sprintf("%d checkpoint images imported and reported by the CRI",
@@ -187,40 +188,52 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 	}
 }
 
+// importImages imports every checkpoint image and the volume data image,
+// and returns the images and the volume data image's reference ("" when
+// the migration carries none).
 func (a *Agent) importImages(ctx context.Context, pm *lpmv1.PodMigration) ([]lpmv1.TargetContainerStatus,
-	lpmv1.Reason, error) {
+	string, lpmv1.Reason, error) {
 	if reason, err := a.checkBaseImages(ctx, pm); err != nil {
-		return nil, reason, err
+		return nil, "", reason, err
 	}
 	src := pm.Status.Source
 	rec := &state.Record{UID: string(pm.UID), Namespace: pm.Namespace, Name: pm.Name, Role: state.RoleTarget}
 	if err := a.store.Save(rec); err != nil {
-		return nil, lpmv1.ReasonInternalError, err
+		return nil, "", lpmv1.ReasonInternalError, err
 	}
 	var total int64
 	for _, c := range src.Containers {
 		total += c.ImageBytes
 	}
+	if src.VolumeData != nil {
+		total += src.VolumeData.ImageBytes
+	}
 	var done int64
 	var out []lpmv1.TargetContainerStatus
 	for _, c := range src.Containers {
 		if c.ImageDigest == "" {
-			return nil, lpmv1.ReasonImportFailed, fmt.Errorf("source reported no image digest for container %s",
+			return nil, "", lpmv1.ReasonImportFailed, fmt.Errorf("source reported no image digest for container %s",
 				c.Name)
 		}
 		ref, reason, err := a.importOne(ctx, pm, rec, c, func(n int64) {
 			a.reportProgress(ctx, pm, done+n, total)
 		})
 		if err != nil {
-			return nil, reason, err
+			return nil, "", reason, err
 		}
 		done += c.ImageBytes
 		if err := a.runtimeWaitCRI(ctx, ref); err != nil {
-			return nil, lpmv1.ReasonImportFailed, err
+			return nil, "", lpmv1.ReasonImportFailed, err
 		}
 		out = append(out, lpmv1.TargetContainerStatus{Name: c.Name, Image: ref})
 	}
-	return out, "", nil
+	volumeRef, reason, err := a.importVolumeData(ctx, pm, rec, func(n int64) {
+		a.reportProgress(ctx, pm, done+n, total)
+	})
+	if err != nil {
+		return nil, "", reason, err
+	}
+	return out, volumeRef, "", nil
 }
 
 func (a *Agent) runtimeWaitCRI(ctx context.Context, ref string) error {

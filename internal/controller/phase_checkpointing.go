@@ -49,6 +49,7 @@ func copyCheckpointFigures(o *outcome) {
 	if src.CutTime != nil {
 		o.status.CutTime = src.CutTime.DeepCopy()
 	}
+	copyVolumeFigures(o)
 	if len(src.Containers) == 0 {
 		return
 	}

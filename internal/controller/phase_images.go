@@ -46,6 +46,10 @@ func stepPreparingImages(o *outcome, w *world) {
 			"image for container %q", o.status.TargetNode, missing))
 		return
 	}
+	if msg := missingVolumeData(o.m, o.status.TargetNode); msg != "" {
+		o.fail(lpmv1.ReasonImportFailed, msg)
+		return
+	}
 	o.status.CheckpointImages = images
 	o.setCondition(lpmv1.ConditionImagesReady, metav1.ConditionTrue, lpmv1.ReasonImagesReady,
 		fmt.Sprintf("every checkpoint image is available on node %s", o.status.TargetNode))

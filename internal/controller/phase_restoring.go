@@ -46,6 +46,7 @@ func ensureRestoredPod(o *outcome, w *world) {
 		Name:       o.status.RestoredPod,
 		TargetNode: o.status.TargetNode,
 		Images:     o.status.CheckpointImages,
+		VolumeData: volumeData(o.m),
 	})
 	if err != nil {
 		o.fail(lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("failed to build the restored pod: %v", err))
@@ -160,6 +161,9 @@ func restoredPodFailure(pod *corev1.Pod) (lpmv1.Reason, string) {
 	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
 		return lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("the restored pod %s is %s: %s",
 			pod.Name, pod.Status.Phase, pod.Status.Message)
+	}
+	if reason, msg := volumeRestoreFailure(pod); reason != "" {
+		return reason, msg
 	}
 	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
 		pod.Status.ContainerStatuses...)

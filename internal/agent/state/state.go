@@ -62,6 +62,9 @@ type Record struct {
 	// Containers are the checkpointed containers (source) or the received
 	// images (target).
 	Containers []Container `json:"containers,omitempty"`
+	// VolumeData is the source's volume data image, whose ArchivePath is
+	// its layer file. The target records the imported image in Containers.
+	VolumeData *Container `json:"volumeData,omitempty"`
 	// RestoredPod is the name of the restored pod once the agent saw it.
 	RestoredPod string `json:"restoredPod,omitempty"`
 	// Finished is set when the agent has nothing more to do for the

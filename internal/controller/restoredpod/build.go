@@ -28,14 +28,19 @@ type Params struct {
 	TargetNode string
 	// Images maps each checkpointed container's name to its checkpoint image.
 	Images map[string]string
+	// VolumeData is the image that carries the source's emptyDir volumes,
+	// or nil when the migration carries none.
+	VolumeData *VolumeData
 }
 
 // Build returns the restored pod: a deep copy of the source pod that differs
 // only in what the move requires. The containers run their checkpoint
 // images. The pod is bound to the target node and keeps the source's
 // hostname. Fields that the API server sets are cleared. Regular init
-// containers are dropped because they already ran. The PodMigration owns
-// the pod. Build fails when a container has no checkpoint image.
+// containers are dropped because they already ran; with p.VolumeData the
+// one init container that restores the emptyDir volumes takes their place.
+// The PodMigration owns the pod. Build fails when a container has no
+// checkpoint image.
 func Build(p Params) (*corev1.Pod, error) {
 	src := p.Source
 	pod := &corev1.Pod{
@@ -94,6 +99,16 @@ func Build(p Params) (*corev1.Pod, error) {
 			list[i].Image = image
 			list[i].ImagePullPolicy = pullPolicy
 		}
+	}
+
+	// One init container copies the emptyDir volumes' contents before the
+	// runtime restores the containers; it is the only regular one.
+	if p.VolumeData != nil && p.VolumeData.Image != "" {
+		c, err := volumeRestoreContainer(src, p.VolumeData, pullPolicy)
+		if err != nil {
+			return nil, err
+		}
+		spec.InitContainers = append([]corev1.Container{c}, spec.InitContainers...)
 	}
 
 	// The target node's runtime pulls the images with the repository's secret.

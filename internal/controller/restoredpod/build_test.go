@@ -274,6 +274,121 @@ func TestBuild(t *testing.T) {
 			want: func(p *corev1.Pod) { p.Spec.RuntimeClassName = ptr.To("kata") },
 		},
 		{
+			name:   "emptyDir without volume data adds no init container",
+			source: withEmptyDirs,
+			want:   withEmptyDirs,
+		},
+		{
+			name:   "empty volume data image adds no init container",
+			source: withEmptyDirs,
+			params: func(p *Params) { p.VolumeData = &VolumeData{Volumes: []string{"cache"}} },
+			want:   withEmptyDirs,
+		},
+		{
+			name:   "volume data restored by the only regular init container",
+			source: withEmptyDirs,
+			params: withVolumeData,
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				prependRestore(p, wantRestoreContainer())
+			},
+		},
+		{
+			name:   "volume data pulled from the registry",
+			source: withEmptyDirs,
+			params: func(p *Params) {
+				withVolumeData(p)
+				p.Migration.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
+					Registry: &lpmv1.RegistryTransfer{Repository: "registry.example/ckpt"}}
+				p.VolumeData.Image = "registry.example/ckpt@sha256:0123"
+			},
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				c := wantRestoreContainer()
+				c.Image, c.ImagePullPolicy = "registry.example/ckpt@sha256:0123", corev1.PullIfNotPresent
+				prependRestore(p, c)
+				p.Spec.InitContainers[1].ImagePullPolicy = corev1.PullIfNotPresent
+				p.Spec.Containers[0].ImagePullPolicy = corev1.PullIfNotPresent
+			},
+		},
+		{
+			name: "volume restore as the app's non-root user without capabilities",
+			source: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true),
+					FSGroup: ptr.To[int64](2000)}
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1000),
+					RunAsGroup: ptr.To[int64](3000), AllowPrivilegeEscalation: ptr.To(false),
+					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+			},
+			params: withVolumeData,
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true),
+					FSGroup: ptr.To[int64](2000)}
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1000),
+					RunAsGroup: ptr.To[int64](3000), AllowPrivilegeEscalation: ptr.To(false),
+					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+				c := wantRestoreContainer()
+				c.SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1000),
+					RunAsGroup: ptr.To[int64](3000), AllowPrivilegeEscalation: ptr.To(false),
+					ReadOnlyRootFilesystem: ptr.To(true),
+					SeccompProfile:         &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					Capabilities:           &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+				prependRestore(p, c)
+			},
+		},
+		{
+			name: "volume restore keeps only the root app's capabilities",
+			source: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
+					Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE", "CHOWN"}}}
+			},
+			params: withVolumeData,
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
+					Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE", "CHOWN"}}}
+				c := wantRestoreContainer()
+				c.SecurityContext.Capabilities.Add = []corev1.Capability{"CHOWN"}
+				prependRestore(p, c)
+			},
+		},
+		{
+			name: "volume restore runs as the pod's root user",
+			source: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0)}
+			},
+			params: withVolumeData,
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0)}
+				prependRestore(p, wantRestoreContainer())
+			},
+		},
+		{
+			name:    "volume data for a volume that is no emptyDir",
+			source:  withEmptyDirs,
+			params:  func(p *Params) { p.VolumeData = &VolumeData{Image: volumeImage, Volumes: []string{"config"}} },
+			wantErr: `the volume data image carries "config", which is no emptyDir volume of the pod`,
+		},
+		{
+			name: "volume restore container name taken",
+			source: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "lpm-volume-restore"})
+			},
+			params: func(p *Params) {
+				withVolumeData(p)
+				p.Images["lpm-volume-restore"] = "localhost/lpm/shop/web-x:3f2a9c1e"
+			},
+			wantErr: `container name "lpm-volume-restore" is taken`,
+		},
+		{
 			name:    "missing image for sidecar",
 			params:  func(p *Params) { delete(p.Images, "proxy") },
 			wantErr: `no checkpoint image for container "proxy"`,
