@@ -19,17 +19,13 @@ import (
 	"github.com/lpm-dev/lpm/internal/controller/restoredpod"
 )
 
-// act makes the changes to pods that the outcome requests. A restored pod
-// that exists already is adopted when this migration created it.
+// act makes the changes to pods that the outcome requests before the status
+// write. A restored pod that exists already is adopted when this migration
+// created it. Deletions wait for the status write, in actAfterStatus.
 func (r *PodMigrationReconciler) act(ctx context.Context, o *outcome, w *world) error {
 	log := ctrl.LoggerFrom(ctx)
 	if pod := o.createRestored; pod != nil {
 		if err := r.createRestored(ctx, o, pod); err != nil {
-			return err
-		}
-	}
-	if o.deleteRestored && o.status.RestoredPod != "" {
-		if err := r.deleteRestored(ctx, o); err != nil {
 			return err
 		}
 	}
@@ -42,12 +38,27 @@ func (r *PodMigrationReconciler) act(ctx context.Context, o *outcome, w *world) 
 		}
 		log.V(1).Info("Released restored pod", "pod", klog.KObj(pod))
 	}
+	return nil
+}
+
+// actAfterStatus deletes the pods the outcome requests once the status
+// written says why. A deletion before the write would stay when the write
+// meets a conflict, and the next reconcile would find the pod it deleted
+// without the decision that deleted it: it would report a failed
+// migration's deleted restored pod as the failure, or miss the event of
+// the source's deletion.
+func (r *PodMigrationReconciler) actAfterStatus(ctx context.Context, o *outcome, w *world) error {
+	if o.deleteRestored && o.status.RestoredPod != "" {
+		if err := r.deleteRestored(ctx, o); err != nil {
+			return err
+		}
+	}
 	if o.deleteSource && w.pod != nil {
 		uid := w.pod.UID
 		if err := r.Delete(ctx, w.pod, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("failed to delete source pod %s: %w", w.pod.Name, err)
 		}
-		log.Info("Deleted source pod", "pod", klog.KObj(w.pod))
+		ctrl.LoggerFrom(ctx).Info("Deleted source pod", "pod", klog.KObj(w.pod))
 	}
 	return nil
 }
@@ -103,9 +114,15 @@ func controllerStatus(status *lpmv1.PodMigrationStatus) *lpmv1.PodMigrationStatu
 
 // statusPatch returns the JSON merge patch that writes the controller's
 // part of the status. It leaves status.source and status.target out, so it
-// never overwrites what the agents write at the same time.
-func statusPatch(status *lpmv1.PodMigrationStatus) ([]byte, error) {
-	return json.Marshal(map[string]any{"status": controllerStatus(status)})
+// never overwrites what the agents write at the same time. It carries the
+// resourceVersion the reconcile read, so the API server rejects it with a
+// conflict when that copy was stale, instead of letting it overwrite a
+// newer status, such as the reason of a failure.
+func statusPatch(status *lpmv1.PodMigrationStatus, resourceVersion string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": resourceVersion},
+		"status":   controllerStatus(status),
+	})
 }
 
 // writeStatus writes the controller's part of the status when it changed.
@@ -114,7 +131,7 @@ func (r *PodMigrationReconciler) writeStatus(ctx context.Context, m *lpmv1.PodMi
 	if equality.Semantic.DeepEqual(controllerStatus(&m.Status), controllerStatus(status)) {
 		return nil
 	}
-	body, err := statusPatch(status)
+	body, err := statusPatch(status, m.ResourceVersion)
 	if err != nil {
 		return fmt.Errorf("failed to encode the status of PodMigration %s: %w", m.Name, err)
 	}

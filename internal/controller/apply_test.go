@@ -14,15 +14,19 @@ import (
 // overwrites what the agents write at the same time.
 func TestStatusPatchLeavesAgentFieldsOut(t *testing.T) {
 	m := restoring()
-	body, err := statusPatch(&m.Status)
+	body, err := statusPatch(&m.Status, "42")
 	if err != nil {
 		t.Fatalf("statusPatch() error = %v", err)
 	}
 	var patch struct {
-		Status map[string]json.RawMessage `json:"status"`
+		Metadata map[string]string          `json:"metadata"`
+		Status   map[string]json.RawMessage `json:"status"`
 	}
 	if err := json.Unmarshal(body, &patch); err != nil {
 		t.Fatalf("patch %s is not JSON: %v", body, err)
+	}
+	if got := patch.Metadata["resourceVersion"]; got != "42" {
+		t.Errorf("patch resourceVersion = %q, want the one read, 42: %s", got, body)
 	}
 	for _, field := range []string{"source", "target"} {
 		if _, ok := patch.Status[field]; ok {

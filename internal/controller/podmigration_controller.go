@@ -81,7 +81,8 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	o := decide(m, w, r.Slots)
 
 	// Changes to other objects come before the status write, so the status
-	// never names a restored pod that does not exist yet.
+	// never names a restored pod that does not exist yet. Deletions come
+	// after it.
 	if err := r.act(ctx, o, w); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -90,6 +91,9 @@ func (r *PodMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	// status with the API server's, so the phase it left is kept before.
 	read := m.DeepCopy()
 	if err := r.writeStatus(ctx, m, o.status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.actAfterStatus(ctx, o, w); err != nil {
 		return ctrl.Result{}, err
 	}
 	if read.Status.Phase != o.status.Phase {

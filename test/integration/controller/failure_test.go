@@ -1,13 +1,20 @@
 package controller_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/controller"
 	"github.com/lpm-dev/lpm/test/fakeagent"
 )
 
@@ -224,4 +231,81 @@ func stopInCheckpointComplete(h *harness, pod string) {
 	if got := h.get("move").Status.Phase; got != lpmv1.PhaseCheckpointComplete {
 		h.t.Fatalf("phase after one reconcile = %s, want CheckpointComplete", got)
 	}
+}
+
+// staleClient returns a saved copy of one PodMigration, as a cache that
+// has not yet seen the controller's last write does, and reads everything
+// else from the API server.
+type staleClient struct {
+	client.Client
+	stale *lpmv1.PodMigration
+}
+
+func (c staleClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object,
+	opts ...client.GetOption) error {
+	if pm, ok := obj.(*lpmv1.PodMigration); ok && key == client.ObjectKeyFromObject(c.stale) {
+		c.stale.DeepCopyInto(pm)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// A reconcile that reads a stale copy of the PodMigration must not
+// overwrite the newer status. Here the restore timed out and the restored
+// pod was deleted, while the stale copy, still in Restoring and read
+// before the timeout, would make the migration fail for another reason or
+// go on.
+func TestStaleReadKeepsNewerStatus(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.agent.Hold(fakeagent.StepRestore)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1])
+	h.waitPhase("move", lpmv1.PhaseRestoring)
+	h.waitFor("restored pod created", func() bool { return len(h.restoredPods(h.get("move"))) == 1 })
+	h.stopController()
+	stale := h.get("move")
+	// A finalizer keeps the deleted restored pod terminating, as a kubelet
+	// that takes its time does.
+	restored := h.restoredPods(stale)[0]
+	patch := client.MergeFrom(restored.DeepCopy())
+	restored.Finalizers = append(restored.Finalizers, "story.lpm.dev/hold")
+	h.must(admin.Patch(h.ctx, &restored, patch))
+	staleClock := clocktesting.NewFakeClock(h.clock.Now())
+
+	h.clock.Step(5 * time.Minute)
+	if _, err := h.reconcileOnce("move"); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	failed := h.waitFailed("move", lpmv1.ReasonRestoreTimedOut)
+
+	r := &controller.PodMigrationReconciler{
+		Client:    staleClient{Client: admin, stale: stale},
+		APIReader: admin,
+		Clock:     staleClock,
+		Recorder:  discardRecorder{},
+		Slots:     controller.NewSlots(h.opts.maxMigrations, h.opts.maxOutbound),
+	}
+	_, err := r.Reconcile(h.ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(stale)})
+	if !apierrors.IsConflict(err) {
+		t.Errorf("reconcile of a stale copy error = %v, want a conflict", err)
+	}
+
+	m := h.get("move")
+	if m.Status.Phase != lpmv1.PhaseFailed {
+		t.Errorf("phase after a stale reconcile = %s, want Failed", m.Status.Phase)
+	}
+	if c := condition(m, lpmv1.ConditionSucceeded); c == nil || c.Reason != string(lpmv1.ReasonRestoreTimedOut) {
+		t.Errorf("Succeeded after a stale reconcile = %+v, want reason RestoreTimedOut", c)
+	}
+	if diff := cmp.Diff(phases(failed), phases(m)); diff != "" {
+		t.Errorf("phases after a stale reconcile mismatch (-want +got):\n%s", diff)
+	}
+	h.must(admin.Get(h.ctx, client.ObjectKeyFromObject(&restored), &restored))
+	patch = client.MergeFrom(restored.DeepCopy())
+	restored.Finalizers = nil
+	h.must(admin.Patch(h.ctx, &restored, patch))
+	h.startController()
+	h.agent.Proceed(fakeagent.StepRestore)
+	h.assertRolledBack(m, source)
 }

@@ -230,6 +230,8 @@ func (h *harness) stopController() {
 
 // reconcileOnce runs one reconcile of a fresh controller that reads the API
 // server directly, as a controller that crashes right after one reconcile.
+// A reconcile whose status write met a conflict, because an agent wrote in
+// between, changed nothing and runs again.
 func (h *harness) reconcileOnce(name string) (ctrl.Result, error) {
 	r := &controller.PodMigrationReconciler{
 		Client:    admin,
@@ -238,7 +240,13 @@ func (h *harness) reconcileOnce(name string) (ctrl.Result, error) {
 		Recorder:  discardRecorder{},
 		Slots:     controller.NewSlots(h.opts.maxMigrations, h.opts.maxOutbound),
 	}
-	return r.Reconcile(h.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: h.ns, Name: name}})
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: h.ns, Name: name}}
+	for attempt := 1; ; attempt++ {
+		res, err := r.Reconcile(h.ctx, req)
+		if !apierrors.IsConflict(err) || attempt == 10 {
+			return res, err
+		}
+	}
 }
 
 func (h *harness) must(err error) {
