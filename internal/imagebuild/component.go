@@ -19,6 +19,9 @@ type Component struct {
 	Package string
 	// User is the image's user as UID:GID, empty for root.
 	User string
+	// Companions are further static binaries the image carries, each at
+	// /<Name>.
+	Companions []Component
 }
 
 // The images of lpm's controller and node agent.
@@ -29,8 +32,12 @@ var (
 	// Agent runs as root: it pauses and thaws containers through
 	// containerd, runs CRIU and runc from containerd's root, enters
 	// containerd's mount namespace and reads the kubelet's checkpoint
-	// archives, which only root may read.
-	Agent = Component{Name: "lpm-agent", Package: "./cmd/lpm-agent"}
+	// archives, which only root may read. It carries the copier that it
+	// puts into volume data images.
+	Agent = Component{Name: "lpm-agent", Package: "./cmd/lpm-agent", Companions: []Component{VolumeRestore}}
+	// VolumeRestore is the copier that restores emptyDir volumes in a
+	// restored pod; it ships inside the agent's image.
+	VolumeRestore = Component{Name: "lpm-volume-restore", Package: "./cmd/lpm-volume-restore"}
 )
 
 // Components lists lpm's images.
@@ -57,7 +64,8 @@ func GoBuild(ctx context.Context, moduleDir, pkg, out, version string) error {
 }
 
 // BuildComponent compiles c from the module in moduleDir and returns its
-// image, tagged ref. The image has one layer with the binary, no shell,
+// image, tagged ref. The image has one layer with the binary and its
+// companions, no shell,
 // and the Unix epoch as every time, so two builds of the same sources have
 // the same digest.
 func BuildComponent(ctx context.Context, moduleDir string, c Component, ref, version string) (Image, error) {
@@ -67,9 +75,13 @@ func BuildComponent(ctx context.Context, moduleDir string, c Component, ref, ver
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	bin := filepath.Join(dir, c.Name)
-	if err := GoBuild(ctx, moduleDir, c.Package, bin, version); err != nil {
-		return Image{}, err
+	var files []File
+	for _, b := range append([]Component{c}, c.Companions...) {
+		bin := filepath.Join(dir, b.Name)
+		if err := GoBuild(ctx, moduleDir, b.Package, bin, version); err != nil {
+			return Image{}, err
+		}
+		files = append(files, File{Path: "/" + b.Name, Source: bin})
 	}
 	labels := map[string]string{"org.opencontainers.image.title": c.Name}
 	if version != "" {
@@ -77,7 +89,7 @@ func BuildComponent(ctx context.Context, moduleDir string, c Component, ref, ver
 	}
 	return Build(Spec{
 		Ref:        ref,
-		Files:      []File{{Path: "/" + c.Name, Source: bin}},
+		Files:      files,
 		Entrypoint: []string{"/" + c.Name},
 		Env:        []string{"PATH=/"},
 		User:       c.User,

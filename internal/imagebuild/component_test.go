@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,7 +74,11 @@ func TestComponentImages(t *testing.T) {
 			if got := cf.Config.Labels["org.opencontainers.image.version"]; got != "v1" {
 				t.Errorf("version label = %q, want v1", got)
 			}
-			checkStaticBinary(t, first, tc.component.Name)
+			names := []string{tc.component.Name}
+			for _, c := range tc.component.Companions {
+				names = append(names, c.Name)
+			}
+			checkStaticBinaries(t, first, names)
 		})
 	}
 }
@@ -91,9 +96,10 @@ func archiveBytes(t *testing.T, img Image) []byte {
 	return data
 }
 
-// checkStaticBinary checks that the image's only file is the binary name,
-// executable and linked statically, since the image has no C library.
-func checkStaticBinary(t *testing.T, img Image, name string) {
+// checkStaticBinaries checks that the image's files are the binaries
+// names, each executable and linked statically, since the image has no C
+// library.
+func checkStaticBinaries(t *testing.T, img Image, names []string) {
 	t.Helper()
 	layers, err := img.Image.Layers()
 	if err != nil {
@@ -118,7 +124,8 @@ func checkStaticBinary(t *testing.T, img Image, name string) {
 			t.Fatal(err)
 		}
 		files = append(files, hdr.Name)
-		if hdr.Name != name {
+		name := hdr.Name
+		if !slices.Contains(names, name) {
 			continue
 		}
 		if hdr.Mode&0o111 == 0 {
@@ -138,7 +145,7 @@ func checkStaticBinary(t *testing.T, img Image, name string) {
 			}
 		}
 	}
-	if diff := cmp.Diff([]string{name}, files); diff != "" {
+	if diff := cmp.Diff(names, files); diff != "" {
 		t.Errorf("layer files mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -31,6 +31,9 @@ type Image struct {
 	// pods set runAsNonRoot without runAsUser needs a numeric non-root
 	// user here.
 	User string
+	// Companions are Go packages of further binaries the image carries,
+	// each at /<last element of the package>.
+	Companions []string
 }
 
 // References of the images the lab builds.
@@ -48,7 +51,8 @@ var All = []Image{
 	{Name: "counter", Package: "./test/apps/counter", Ref: CounterRef},
 	{Name: "holder", Package: "./test/apps/holder", Ref: HolderRef},
 	{Name: "lpm-controller", Package: "./cmd/lpm-controller", Ref: ControllerRef, Optional: true, User: "65532:65532"},
-	{Name: "lpm-agent", Package: "./cmd/lpm-agent", Ref: AgentRef, Optional: true},
+	{Name: "lpm-agent", Package: "./cmd/lpm-agent", Ref: AgentRef, Optional: true,
+		Companions: []string{"./cmd/lpm-volume-restore"}},
 }
 
 // Result is a built image.
@@ -78,17 +82,21 @@ func Build(ctx context.Context, repoDir, outDir string, imgs []Image) ([]Result,
 			}
 			return nil, fmt.Errorf("package %s of image %s not found: %w", img.Package, img.Name, err)
 		}
-		bin := filepath.Join(binDir, img.Name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w",
-			"-o", bin, img.Package)
-		cmd.Dir = repoDir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("failed to build %s: %w: %s", img.Package, err, strings.TrimSpace(string(out)))
+		var files []imagebuild.File
+		for _, pkg := range append([]string{img.Package}, img.Companions...) {
+			name := img.Name
+			if pkg != img.Package {
+				name = filepath.Base(pkg)
+			}
+			bin := filepath.Join(binDir, name)
+			if err := goBuild(ctx, repoDir, pkg, bin); err != nil {
+				return nil, err
+			}
+			files = append(files, imagebuild.File{Path: "/" + name, Source: bin})
 		}
 		built, err := imagebuild.Build(imagebuild.Spec{
 			Ref:        img.Ref,
-			Files:      []imagebuild.File{{Path: "/" + img.Name, Source: bin}},
+			Files:      files,
 			Entrypoint: []string{"/" + img.Name},
 			Env:        []string{"PATH=/"},
 			User:       img.User,
@@ -107,4 +115,15 @@ func Build(ctx context.Context, repoDir, outDir string, imgs []Image) ([]Result,
 		results = append(results, Result{Image: img, Archive: archive, ID: id})
 	}
 	return results, nil
+}
+
+// goBuild compiles the package pkg of repoDir into the static binary out.
+func goBuild(ctx context.Context, repoDir, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = repoDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("failed to build %s: %w: %s", pkg, err, strings.TrimSpace(string(output)))
+	}
+	return nil
 }
