@@ -195,7 +195,7 @@ func (w *world) startAgent(n *agentNode) {
 	rt, err := agent.Setup(ctx, mgr, agent.Config{
 		Options: agent.Options{NodeName: n.name, TransferEndpoint: n.endpoint,
 			CheckpointsDir: "/var/log/lpm/checkpoints", LocalCheckpointsDir: n.ckptDir, Snapshotter: "overlayfs",
-			Version: "test"},
+			Version: "test", KubeletPodsDir: kubeletPodsDir(n), VolumeCopierPath: copierBinary(t)},
 		StateDir: n.stateDir, ContainerdSocket: n.node.Socket, TransferListen: n.endpoint,
 		TransferTokenFile: n.tokenFile, TransferAudience: audience, PeerUsers: []string{peerUser},
 		InsecureRegistries: []string{w.reg.Host}, Checkpointer: n.checkpointer,
