@@ -117,9 +117,9 @@ func (a *Agent) collectRecord(ctx context.Context, rec *state.Record) error {
 // settleOrphanedSource handles the frozen containers of a migration that
 // vanished while the agent was down, and reports whether none is left. If
 // the agent had killed them, or the restored pod runs, the migration
-// succeeded and the source must never run again: it is killed and thawed
-// only once its pod is being deleted, because the kubelet would restart a
-// container of a live pod. Otherwise the source is thawed.
+// succeeded and the source must never run again. Then the source is killed
+// and thawed only once its pod is being deleted, because the kubelet would
+// restart a container of a live pod. Otherwise the source is thawed.
 func (a *Agent) settleOrphanedSource(ctx context.Context, rec *state.Record) (bool, error) {
 	restoredRuns := rec.Killed
 	if !restoredRuns && rec.RestoredPod != "" {

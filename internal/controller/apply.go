@@ -41,12 +41,12 @@ func (r *PodMigrationReconciler) act(ctx context.Context, o *outcome, w *world) 
 	return nil
 }
 
-// actAfterStatus deletes the pods the outcome requests once the status
-// written says why. A deletion before the write would stay when the write
-// meets a conflict, and the next reconcile would find the pod it deleted
-// without the decision that deleted it: it would report a failed
-// migration's deleted restored pod as the failure, or miss the event of
-// the source's deletion.
+// actAfterStatus deletes the pods the outcome requests once the status that
+// explains the deletion is written. A deletion before a write that meets a
+// conflict would stay, and the next reconcile would find the pod deleted
+// without the decision behind it. It would then report a failed
+// migration's deleted restored pod as the failure, or never emit the event
+// of the source's deletion.
 func (r *PodMigrationReconciler) actAfterStatus(ctx context.Context, o *outcome, w *world) error {
 	if o.deleteRestored && o.status.RestoredPod != "" {
 		if err := r.deleteRestored(ctx, o); err != nil {
