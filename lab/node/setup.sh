@@ -71,6 +71,13 @@ cd /
 umount -l /.oldroot
 rmdir /.oldroot
 
+# The kubelet's directory is a shared mount, as on a systemd node, so a pod
+# that mounts part of it with HostToContainer propagation sees the volumes
+# the kubelet mounts later: the lpm agent reads memory-backed emptyDir
+# volumes this way. The peer group stays inside the node, whose mounts
+# were made private to the host above.
+mount --make-rshared /var/lib/kubelet
+
 echo ready >&3
 exec 3>&-
 # Stay as the anchor. As PID 1 of a PID namespace, bash also reaps the

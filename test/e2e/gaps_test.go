@@ -19,8 +19,6 @@ var knownGaps = map[string]string{
 	"TestMigrateTwentyTimesNoLeak": "the second hop fails with ArchiveInvalid (see TestMigrateCounterAndBack)",
 	"TestMigrateReadOnlyRoot": "CRIU 4.2.1 (through runc 1.1.15) cannot restore a container whose root " +
 		"file system is read-only: \"mnt: Can't create a temporary directory: Read-only file system\"",
-	"TestMigrateKeepsStateBehindService": "the contents of an emptyDir volume are not carried to the " +
-		"restored pod",
 	"memory limit view": "on cgroup v1 the restored process stays in its limited memory cgroup, but " +
 		"its /sys/fs/cgroup/memory mount shows the hierarchy's root (no limit)",
 }

@@ -1,0 +1,84 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/volumedata"
+	"github.com/lpm-dev/lpm/lab/workload"
+)
+
+// TestMigrateCarriesEmptyDirVolumes writes a file into a disk-backed and
+// a memory-backed emptyDir volume through the pod's HTTP server before the
+// move, and reads both back from the restored pod on node B. The restored
+// pod restores them in its only regular init container.
+func TestMigrateCarriesEmptyDirVolumes(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := workload.CounterPod(ns, "volumes", nodeA)
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{
+		{Name: "disk", MountPath: "/disk"}, {Name: "memory", MountPath: "/memory"}}
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "disk", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "memory", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory}}},
+	}
+	pod = createPod(t, pod)
+	onDisk := strings.Repeat("0123456789abcdef", 64<<10)
+	inMemory := "written to a memory-backed emptyDir"
+	if err := httpPut(t, pod.Status.PodIP, "/file?path=/disk/data", onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if err := httpPut(t, pod.Status.PodIP, "/file?path=/memory/session", inMemory); err != nil {
+		t.Fatal(err)
+	}
+
+	pm := migrate(t, ns, "volumes", lpmv1.PodMigrationSpec{PodName: "volumes", TargetNode: nodeB})
+
+	restored := requireMoved(t, ns, "volumes", pm, nodeB, 0)
+	if got, err := httpGet(t, restored.Status.PodIP, "/file?path=/disk/data"); err != nil || got != onDisk {
+		t.Errorf("disk-backed emptyDir file after the move: %d bytes, %v; want %d bytes", len(got), err,
+			len(onDisk))
+	}
+	if got, err := httpGet(t, restored.Status.PodIP, "/file?path=/memory/session"); err != nil || got != inMemory {
+		t.Errorf("memory-backed emptyDir file after the move = %q, %v; want %q", got, err, inMemory)
+	}
+	if want := int64(len(onDisk) + len(inMemory)); pm.Status.VolumeDataBytes != want {
+		t.Errorf("status.volumeDataBytes = %d, want %d", pm.Status.VolumeDataBytes, want)
+	}
+	if len(restored.Spec.InitContainers) != 1 || restored.Spec.InitContainers[0].Name != volumedata.ContainerName {
+		t.Fatalf("restored pod's init containers = %+v, want only %s", restored.Spec.InitContainers,
+			volumedata.ContainerName)
+	}
+	if s := restored.Status.InitContainerStatuses; len(s) != 1 || s[0].State.Terminated == nil ||
+		s[0].State.Terminated.ExitCode != 0 {
+		t.Errorf("init container status = %+v, want terminated with exit code 0", s)
+	}
+	t.Logf("carried %d bytes of emptyDir data", pm.Status.VolumeDataBytes)
+}
+
+// TestMigrateWithoutEmptyDirAddsNothing checks that a pod without emptyDir
+// volumes moves with no volume data image and no init container.
+func TestMigrateWithoutEmptyDirAddsNothing(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	createPod(t, workload.CounterPod(ns, "plain", nodeA))
+
+	pm := migrate(t, ns, "plain", lpmv1.PodMigrationSpec{PodName: "plain", TargetNode: nodeB})
+
+	restored := requireMoved(t, ns, "plain", pm, nodeB, 0)
+	if len(restored.Spec.InitContainers) != 0 {
+		t.Errorf("restored pod has init containers %+v, want none", restored.Spec.InitContainers)
+	}
+	if pm.Status.Source != nil && pm.Status.Source.VolumeData != nil {
+		t.Errorf("source reported volume data %+v for a pod without emptyDir volumes", pm.Status.Source.VolumeData)
+	}
+	if pm.Status.VolumeDataBytes != 0 {
+		t.Errorf("status.volumeDataBytes = %d, want 0", pm.Status.VolumeDataBytes)
+	}
+}
