@@ -3,6 +3,10 @@
 package e2e
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,5 +84,52 @@ func TestMigrateWithoutEmptyDirAddsNothing(t *testing.T) {
 	}
 	if pm.Status.VolumeDataBytes != 0 {
 		t.Errorf("status.volumeDataBytes = %d, want 0", pm.Status.VolumeDataBytes)
+	}
+}
+
+// TestMeasureVolumeDowntime measures the downtime of moves whose
+// disk-backed emptyDir holds a given size of random data, written in 1 MiB
+// files. It runs only with LPM_MEASURE_VOLUMES set to sizes in MiB, for
+// example LPM_MEASURE_VOLUMES=0,1,100, three moves per size.
+func TestMeasureVolumeDowntime(t *testing.T) {
+	sizes := os.Getenv("LPM_MEASURE_VOLUMES")
+	if sizes == "" {
+		t.Skip("set LPM_MEASURE_VOLUMES to sizes in MiB, for example 0,1,100")
+	}
+	requireLPM(t)
+	ns := newNamespace(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	chunk := make([]byte, 1<<20)
+	for _, field := range strings.Split(sizes, ",") {
+		mib, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil {
+			t.Fatalf("invalid size %q in LPM_MEASURE_VOLUMES", field)
+		}
+		for run := 1; run <= 3; run++ {
+			name := fmt.Sprintf("measure-%d-%d", mib, run)
+			pod := workload.CounterPod(ns, name, nodeA)
+			pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+			pod.Spec.Volumes = []corev1.Volume{{Name: "data",
+				VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			pod = createPod(t, pod)
+			for i := range mib {
+				for j := range chunk {
+					chunk[j] = byte(rng.Uint32())
+				}
+				if err := httpPut(t, pod.Status.PodIP, fmt.Sprintf("/file?path=/data/f%03d", i), string(chunk)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			pm := migrate(t, ns, name, lpmv1.PodMigrationSpec{PodName: name, TargetNode: nodeB})
+
+			requireSucceeded(t, pm)
+			var archive int64
+			for _, c := range pm.Status.Containers {
+				archive += c.ArchiveBytes
+			}
+			t.Logf("volume data %d MiB run %d: downtime %s, carried %d bytes, checkpoint archive %d bytes",
+				mib, run, pm.Status.Downtime.Duration, pm.Status.VolumeDataBytes, archive)
+		}
 	}
 }
