@@ -329,14 +329,24 @@ func (w *world) runPod(n *agentNode, name, image string, names []string, mutate 
 	args ...string) *sourcePod {
 	t := w.t
 	t.Helper()
-	uid := fmt.Sprintf("%s-%d", name, w.counter.Add(1))
-	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
-	src := &sourcePod{cri: criPod, node: n, ids: map[string]string{}, logs: map[string]string{}}
-	var started []container
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec:       corev1.PodSpec{NodeName: n.name},
 	}
+	for _, c := range names {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c, Image: image})
+	}
+	if mutate != nil {
+		mutate(pod)
+	}
+	// The pod exists before its sandbox, whose UID is the pod's, as with a
+	// kubelet: the runtime records it in each checkpoint.
+	if err := w.c.Create(w.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, string(pod.UID))
+	src := &sourcePod{cri: criPod, node: n, ids: map[string]string{}, logs: map[string]string{}}
+	var started []container
 	for _, c := range names {
 		id, err := testenv.CreateAndStart(w.ctx, n.rt.CRI(), criPod, c, image, args...)
 		if err != nil {
@@ -344,19 +354,11 @@ func (w *world) runPod(n *agentNode, name, image string, names []string, mutate 
 		}
 		src.ids[c], src.logs[c] = id, filepath.Join(criPod.LogDir, c+".log")
 		started = append(started, container{name: c, id: id})
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c, Image: image})
 	}
 	for _, c := range names {
 		testenv.WaitForCount(t, src.logs[c], 3, 60*time.Second)
 	}
 	src.id, src.logPath = src.ids[names[0]], src.logs[names[0]]
-
-	if mutate != nil {
-		mutate(pod)
-	}
-	if err := w.c.Create(w.ctx, pod); err != nil {
-		t.Fatal(err)
-	}
 	w.setRunning(pod, n, started, image)
 	src.pod = pod
 	return src
@@ -502,13 +504,18 @@ func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, map
 	t := w.t
 	cur := w.get(pm)
 	name := cur.Spec.PodName + "-restored"
-	uid := fmt.Sprintf("%s-%d", name, w.counter.Add(1))
-	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, uid)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{
 			"lpm.dev/migration": pm.Namespace + "/" + pm.Name, "lpm.dev/migration-uid": string(pm.UID)}},
 		Spec: corev1.PodSpec{NodeName: n.name},
 	}
+	for _, c := range cur.Status.Target.Containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
+	}
+	if err := w.c.Create(w.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	criPod := testenv.RunPod(w.ctx, t, n.rt.CRI(), n.node.CgroupParent, n.node.LogDir, name, string(pod.UID))
 	ids := map[string]string{}
 	var started []container
 	for _, c := range cur.Status.Target.Containers {
@@ -518,10 +525,6 @@ func (w *world) restore(pm *lpmv1.PodMigration, n *agentNode) (*testenv.Pod, map
 		}
 		ids[c.Name] = id
 		started = append(started, container{name: c.Name, id: id})
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
-	}
-	if err := w.c.Create(w.ctx, pod); err != nil {
-		t.Fatal(err)
 	}
 	w.setRunning(pod, n, started, cur.Status.Target.Containers[0].Image)
 	w.patchController(pm, map[string]any{"phase": lpmv1.PhaseRestoring, "restoredPod": name})

@@ -371,6 +371,50 @@ func TestMigrateTwoContainers(t *testing.T) {
 	w.finish(src, b, m)
 }
 
+// TestMigrateTwoHops moves a counter from node-a to node-b and back. The
+// second hop checkpoints a container that containerd restored, whose OCI
+// spec names it "containerd" (containerd 2.3.7), so the archive check must
+// rely on config.dump.
+func TestMigrateTwoHops(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
+	src := w.runCounter(a, "hop", nil)
+
+	first := w.migrate(src, b, nil)
+	assertContinued(t, first.restoredPod.LogDir+"/counter.log", first.frozenAt["counter"])
+	w.removePod(a, src.pod.Name, src.cri)
+
+	hop := w.restoredSource(b, first)
+	second := w.migrate(hop, a, nil)
+	if second.frozenAt["counter"] <= first.frozenAt["counter"] {
+		t.Errorf("second hop froze the counter at %d, not past the first cut at %d", second.frozenAt["counter"],
+			first.frozenAt["counter"])
+	}
+	assertContinued(t, second.restoredPod.LogDir+"/counter.log", second.frozenAt["counter"])
+	w.finish(hop, a, second)
+	if err := w.c.Delete(w.ctx, first.pm); err != nil {
+		t.Fatal(err)
+	}
+	w.waitNoLeftovers(a, b)
+}
+
+// restoredSource returns the pod that a migration restored on node n as
+// the source of the next migration.
+func (w *world) restoredSource(n *agentNode, m *migration) *sourcePod {
+	w.t.Helper()
+	pod := &corev1.Pod{}
+	key := client.ObjectKey{Namespace: "default", Name: m.restoredPod.Config.Metadata.Name}
+	if err := w.c.Get(w.ctx, key, pod); err != nil {
+		w.t.Fatal(err)
+	}
+	src := &sourcePod{pod: pod, cri: m.restoredPod, node: n, ids: m.restoredIDs, logs: map[string]string{}}
+	for name := range m.restoredIDs {
+		src.logs[name] = filepath.Join(m.restoredPod.LogDir, name+".log")
+	}
+	src.id, src.logPath = m.restoredIDs["counter"], src.logs["counter"]
+	return src
+}
+
 // TestMigrationFailures runs migrations that must fail with a clear reason,
 // leave the source running as it was and leave nothing on either node.
 func TestMigrationFailures(t *testing.T) {

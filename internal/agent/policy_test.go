@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/archive"
 	"github.com/lpm-dev/lpm/internal/agent/kubelet"
 	"github.com/lpm-dev/lpm/internal/agent/runtime"
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
@@ -106,6 +108,44 @@ func TestLocalArchivePath(t *testing.T) {
 			got, err := a.localArchivePath(tc.nodePath)
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Errorf("localArchivePath() = %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestCheckArchiveOwner covers the check of whose checkpoint an archive
+// holds, including the archive of a container that containerd restored,
+// whose spec names the container "containerd".
+func TestCheckArchiveOwner(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-restored", UID: "0d1e"}}
+	cases := []struct {
+		name       string
+		configName string
+		container  string
+		wantErr    bool
+	}{
+		{name: "own container", configName: "counter_web-restored_default_0d1e_0", container: "counter"},
+		{name: "later attempt", configName: "counter_web-restored_default_0d1e_4", container: "counter"},
+		{name: "other container", configName: "sidecar_web-restored_default_0d1e_0", container: "counter",
+			wantErr: true},
+		{name: "other pod", configName: "counter_web_default_0d1e_0", container: "counter", wantErr: true},
+		{name: "other namespace", configName: "counter_web-restored_prod_0d1e_0", container: "counter",
+			wantErr: true},
+		{name: "earlier pod of the same name", configName: "counter_web-restored_default_9f00_0",
+			container: "counter", wantErr: true},
+		{name: "runtime's own name", configName: "containerd", container: "counter", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			info := &archive.Info{Config: metadata.ContainerConfig{Name: tc.configName},
+				SpecAnnotations: map[string]string{"io.kubernetes.cri.container-name": "containerd"}}
+			err := checkArchiveOwner(info, pod, tc.container)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("checkArchiveOwner() error = %v, want error %v", err, tc.wantErr)
+			}
+			var archiveErr *archive.Error
+			if err != nil && !errors.As(err, &archiveErr) {
+				t.Errorf("checkArchiveOwner() error = %v, want an *archive.Error", err)
 			}
 		})
 	}

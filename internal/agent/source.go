@@ -29,10 +29,6 @@ import (
 	"github.com/lpm-dev/lpm/internal/volumedata"
 )
 
-// criContainerNameAnnotation is the OCI spec annotation in which the CRI
-// plugin of containerd records a container's name in its pod.
-const criContainerNameAnnotation = "io.kubernetes.cri.container-name"
-
 // pollInterval is how often the agent looks again at something it cannot
 // watch: a pod on another node, a deadline.
 const pollInterval = 2 * time.Second
@@ -421,11 +417,8 @@ func (a *Agent) buildImages(pm *lpmv1.PodMigration, pod *corev1.Pod, rec *state.
 			}
 			return nil, lpmv1.ReasonCheckpointFailed, err
 		}
-		// containerd records the container's name in the OCI spec's
-		// annotations; config.dump holds the runtime's longer name.
-		if got := info.SpecAnnotations[criContainerNameAnnotation]; got != "" && got != c.Name {
-			return nil, lpmv1.ReasonArchiveInvalid, fmt.Errorf("archive of container %s names container %q",
-				c.Name, got)
+		if err := checkArchiveOwner(info, pod, c.Name); err != nil {
+			return nil, lpmv1.ReasonArchiveInvalid, fmt.Errorf("archive of container %s: %w", c.Name, err)
 		}
 		img, err := ckptimage.Build(ckptimage.Source{ArchivePath: c.ArchivePath, Archive: info, Container: c.Name,
 			Pod: pod.Name, Namespace: pod.Namespace, PodUID: string(pod.UID), MigrationUID: string(pm.UID),
@@ -446,6 +439,24 @@ func (a *Agent) buildImages(pm *lpmv1.PodMigration, pod *corev1.Pod, rec *state.
 		out = append(out, status)
 	}
 	return out, "", nil
+}
+
+// checkArchiveOwner checks that an archive contains the checkpoint of the
+// named container of this pod, by the name the runtime recorded in
+// config.dump. It ignores the OCI spec's container-name annotation, because
+// containerd 2.3.7 writes "containerd" there for a restored container.
+func checkArchiveOwner(info *archive.Info, pod *corev1.Pod, container string) error {
+	got, err := archive.ParseContainerName(info.Config.Name)
+	if err != nil {
+		return err
+	}
+	want := archive.ContainerName{Container: container, Pod: pod.Name, Namespace: pod.Namespace,
+		PodUID: string(pod.UID), Attempt: got.Attempt}
+	if got != want {
+		return &archive.Error{Entry: "config.dump",
+			Reason: fmt.Sprintf("names container %s, want %s", got, want)}
+	}
+	return nil
 }
 
 func inspectFile(path string) (*archive.Info, error) {
