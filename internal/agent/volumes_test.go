@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -130,9 +131,22 @@ func tree(t *testing.T, dir string) map[string]string {
 
 // TestMigrateEmptyDirVolumes packs a pod's disk-backed and memory-backed
 // emptyDir volumes at the cut, moves the volume data image by direct
-// transfer, imports it on the target and runs its copier through the CRI
-// into fresh volumes, which then hold what the source's volumes held.
+// transfer and through a registry, imports it on the target and runs its
+// copier through the CRI into fresh volumes, which then hold what the
+// source's volumes held.
 func TestMigrateEmptyDirVolumes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		registry bool
+	}{
+		{name: "direct"},
+		{name: "registry", registry: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { moveEmptyDirVolumes(t, tc.registry) })
+	}
+}
+
+func moveEmptyDirVolumes(t *testing.T, registry bool) {
 	w := newWorld(t)
 	a, b := w.addNode("node-a", nodeOptions{}), w.addNode("node-b", nodeOptions{})
 	src := w.runCounter(a, "web", withEmptyDirs)
@@ -147,8 +161,16 @@ func TestMigrateEmptyDirVolumes(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dirs["shm"], "session"), "in memory", 0o644)
 	want := map[string]map[string]string{"cache": tree(t, dirs["cache"]), "shm": tree(t, dirs["shm"])}
+	var mutate func(*lpmv1.PodMigration)
+	if registry {
+		// The test registry accepts anonymous pushes to this repository.
+		mutate = func(pm *lpmv1.PodMigration) {
+			pm.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
+				Registry: &lpmv1.RegistryTransfer{Repository: w.reg.Host + "/volumes"}}
+		}
+	}
 
-	pm := w.checkpointAndServe(src, b, nil)
+	pm := w.checkpointAndServe(src, b, mutate)
 	cur := w.get(pm)
 	vd := cur.Status.Source.VolumeData
 	if vd == nil {
@@ -159,6 +181,9 @@ func TestMigrateEmptyDirVolumes(t *testing.T) {
 	}
 	if wantBytes := int64(len(`{"count":42}`) + len("by 1234") + len("in memory")); vd.DataBytes != wantBytes {
 		t.Errorf("dataBytes = %d, want %d", vd.DataBytes, wantBytes)
+	}
+	if registry && !strings.HasPrefix(vd.Image, w.reg.Host+"/volumes@sha256:") {
+		t.Errorf("volume data image = %q, want a digest reference in the registry", vd.Image)
 	}
 	layer := filepath.Join(a.stateDir, "volumes", string(pm.UID)+".tar")
 	if info, err := os.Stat(layer); err != nil || info.Mode().Perm() != 0o600 {
