@@ -104,8 +104,8 @@ func checkVolumes(pod *corev1.Pod) *Failure {
 		v := &pod.Spec.Volumes[i]
 		field := fmt.Sprintf("spec.volumes[%d]", i)
 		switch {
-		// NOTE: an emptyDir starts empty in the restored pod: CRIU does not
-		// save the contents of volumes, only the container's writable layer.
+		// The agents carry an emptyDir's contents in the volume data image;
+		// the source agent checks their size and kinds before the cut.
 		case v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil,
 			v.Projected != nil, v.Image != nil:
 			continue
