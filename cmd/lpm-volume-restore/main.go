@@ -1,6 +1,6 @@
 // lpm-volume-restore is the copier of lpm's volume data image. It runs as
 // the only regular init container of a restored pod, before the runtime
-// restores the pod's containers, and copies the contents of the source
+// restores the pod's containers. It copies the contents of the source
 // pod's emptyDir volumes from the image into the new pod's volumes, which
 // the init container mounts below one directory, each under its name.
 package main

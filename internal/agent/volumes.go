@@ -35,8 +35,8 @@ import (
 // timeouts suit.
 const DefaultMaxVolumeDataBytes = 1 << 30
 
-// podVolumes returns the pod's emptyDir volumes that can hold data, as the
-// agent sees them. A memory-backed volume must be a tmpfs in the agent's
+// podVolumes returns the pod's emptyDir volumes that can hold data, at
+// their paths in the agent's file system. A memory-backed volume must be a tmpfs in the agent's
 // view: a plain directory there means the kubelet's mount did not
 // propagate to the agent, which would carry an empty volume.
 func (a *Agent) podVolumes(pod *corev1.Pod) ([]volumedata.Volume, lpmv1.Reason, error) {
@@ -254,9 +254,10 @@ func volumeImage(rec *state.Record) (*ckptimage.Image, error) {
 	return img, nil
 }
 
-// serveVolumeData pushes the volume data image (transfer Registry) or
-// names the reference the target will give it (Direct; the offer carries
-// the image), and returns its status.
+// serveVolumeData returns the status of the volume data image. In
+// transfer mode Registry it pushes the image first; in mode Direct the
+// offer carries it, and the status names the reference the target gives
+// it.
 func (a *Agent) serveVolumeData(ctx context.Context, pm *lpmv1.PodMigration, rec *state.Record) (
 	*lpmv1.VolumeDataStatus, lpmv1.Reason, error) {
 	img, err := volumeImage(rec)
