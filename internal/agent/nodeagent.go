@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ type Publisher struct {
 	// capabilities are probed again.
 	Heartbeat time.Duration
 	Probe     time.Duration
+	// RuntimeCheck is how often the runtime's process is checked. A
+	// runtime that does not answer makes the node unable to checkpoint or
+	// restore until it answers again, and a restarted runtime (its
+	// configuration may have changed) is probed again at once.
+	RuntimeCheck time.Duration
 }
 
 // NeedLeaderElection is false: every node publishes its own NodeAgent.
@@ -57,26 +63,77 @@ func (p *Publisher) Start(ctx context.Context) error {
 	if p.Probe == 0 {
 		p.Probe = 5 * time.Minute
 	}
-	var report *capabilities.Report
-	var lastProbe time.Time
+	if p.RuntimeCheck == 0 || p.RuntimeCheck > p.Heartbeat {
+		p.RuntimeCheck = min(5*time.Second, p.Heartbeat)
+	}
+	var (
+		report                   *capabilities.Report
+		lastProbe, lastPublished time.Time
+		probedPID                uint64
+		probeFailed              bool
+		// runtimeDown is why the runtime does not answer, empty while it does.
+		runtimeDown string
+	)
 	for {
-		if report == nil || p.Clock.Since(lastProbe) >= p.Probe {
+		changed := false
+		pid, err := p.Runtime.ServerPID(ctx)
+		switch {
+		case err != nil && runtimeDown == "":
+			log.Error(err, "The container runtime does not answer")
+			runtimeDown, changed = err.Error(), true
+		case err == nil && runtimeDown != "":
+			log.Info("The container runtime answers again", "pid", pid)
+			runtimeDown, changed = "", true
+		}
+
+		// A report is stale when it is missing or describes an earlier
+		// runtime process. After a failed probe the next one waits a
+		// heartbeat.
+		stale := report == nil || pid != probedPID
+		retry := p.RuntimeCheck
+		if probeFailed {
+			retry = p.Heartbeat
+		}
+		if runtimeDown == "" && (p.Clock.Since(lastProbe) >= p.Probe || stale && p.Clock.Since(lastProbe) >= retry) {
+			if report != nil && pid != probedPID {
+				log.Info("The container runtime restarted; probing the node again", "pid", pid)
+			}
 			r, err := p.probe(ctx)
+			lastProbe, probeFailed = p.Clock.Now(), err != nil
 			if err != nil {
 				log.Error(err, "Failed to probe node capabilities")
 			} else {
-				report, lastProbe = r, p.Clock.Now()
+				report, probedPID, changed = r, pid, true
 			}
 		}
-		if err := p.Publish(ctx, report); err != nil {
-			log.Error(err, "Failed to publish NodeAgent")
+
+		if changed || lastPublished.IsZero() || p.Clock.Since(lastPublished) >= p.Heartbeat {
+			if err := p.Publish(ctx, withRuntimeDown(report, runtimeDown)); err != nil {
+				log.Error(err, "Failed to publish NodeAgent")
+			} else {
+				lastPublished = p.Clock.Now()
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-p.Clock.After(p.Heartbeat):
+		case <-p.Clock.After(p.RuntimeCheck):
 		}
 	}
+}
+
+// withRuntimeDown returns the report with a runtime that does not answer
+// as a problem for both checkpoint and restore. The capabilities stay as
+// last probed.
+func withRuntimeDown(report *capabilities.Report, runtimeDown string) *capabilities.Report {
+	if report == nil || runtimeDown == "" {
+		return report
+	}
+	problem := "the container runtime does not answer: " + runtimeDown
+	out := *report
+	out.CheckpointProblems = append(slices.Clone(report.CheckpointProblems), problem)
+	out.RestoreProblems = append(slices.Clone(report.RestoreProblems), problem)
+	return &out
 }
 
 func (p *Publisher) probe(ctx context.Context) (*capabilities.Report, error) {

@@ -548,7 +548,7 @@ func TestMigrateTargetWithoutRestore(t *testing.T) {
 		if err := n.StartContainerd(withContext(t), nodeContainerdConfig(!enabled)); err != nil {
 			t.Fatal(err)
 		}
-		restartLPMPods(t, agentImage, nodeB)
+		// The running agent notices the restarted runtime and probes it again.
 		status := metav1.ConditionTrue
 		if !enabled {
 			status = metav1.ConditionFalse

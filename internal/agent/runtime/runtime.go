@@ -268,6 +268,16 @@ func (r *Runtime) Info(ctx context.Context) (*Info, error) {
 	return info, nil
 }
 
+// ServerPID returns containerd's process ID, which changes when containerd
+// restarts. The call fails while containerd does not answer.
+func (r *Runtime) ServerPID(ctx context.Context) (uint64, error) {
+	server, err := r.client.IntrospectionService().Server(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("failed to get containerd's server info: %w", err)
+	}
+	return server.GetPid(), nil
+}
+
 // TaskPID returns the host PID of a container's init process.
 func (r *Runtime) TaskPID(ctx context.Context, containerID string) (uint32, error) {
 	task, err := r.task(ctx, containerID)
