@@ -80,7 +80,15 @@ func (a *Agent) volumeCheck(ctx context.Context, pod *corev1.Pod) (string, lpmv1
 	if err != nil || len(volumes) == 0 {
 		return "", reason, err
 	}
-	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+	// Regular init containers, such as the copier of an earlier move, are
+	// not part of the restored pod.
+	var kept []corev1.Container
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			kept = append(kept, c)
+		}
+	}
+	for _, c := range append(kept, pod.Spec.Containers...) {
 		if c.Name == volumedata.ContainerName {
 			return "", lpmv1.ReasonUnsupportedVolumeContent, fmt.Errorf("pod %s has a container named %s, the "+
 				"name of the init container that restores its emptyDir volumes", pod.Name, c.Name)

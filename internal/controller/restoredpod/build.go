@@ -104,7 +104,8 @@ func Build(p Params) (*corev1.Pod, error) {
 	// One init container copies the emptyDir volumes' contents before the
 	// runtime restores the containers; it is the only regular one.
 	if p.VolumeData != nil && p.VolumeData.Image != "" {
-		c, err := volumeRestoreContainer(src, p.VolumeData, pullPolicy)
+		c, err := volumeRestoreContainer(src, slices.Concat(spec.InitContainers, spec.Containers), p.VolumeData,
+			pullPolicy)
 		if err != nil {
 			return nil, err
 		}

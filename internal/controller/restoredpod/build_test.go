@@ -377,6 +377,18 @@ func TestBuild(t *testing.T) {
 			wantErr: `the volume data image carries "config", which is no emptyDir volume of the pod`,
 		},
 		{
+			name: "second move replaces the earlier volume restore",
+			source: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				prependRestore(p, corev1.Container{Name: "lpm-volume-restore", Image: "localhost/lpm/old:1"})
+			},
+			params: withVolumeData,
+			want: func(p *corev1.Pod) {
+				withEmptyDirs(p)
+				prependRestore(p, wantRestoreContainer())
+			},
+		},
+		{
 			name: "volume restore container name taken",
 			source: func(p *corev1.Pod) {
 				withEmptyDirs(p)

@@ -27,12 +27,15 @@ var copierCapabilities = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", 
 
 // volumeRestoreContainer returns the init container that copies the carried
 // emptyDir volumes into the restored pod's volumes before the runtime
-// restores the containers. It runs as the first app container's user with
+// restores the containers. kept are the containers the restored pod keeps:
+// the regular init containers, such as the copier of an earlier move, are
+// gone. It runs as the first app container's user with
 // at most that container's capabilities, on a read-only root file system,
 // and with the same resources, so the pod's QoS class and effective
 // requests stay the same.
-func volumeRestoreContainer(src *corev1.Pod, vd *VolumeData, pullPolicy corev1.PullPolicy) (corev1.Container, error) {
-	for _, c := range slices.Concat(src.Spec.InitContainers, src.Spec.Containers) {
+func volumeRestoreContainer(src *corev1.Pod, kept []corev1.Container, vd *VolumeData,
+	pullPolicy corev1.PullPolicy) (corev1.Container, error) {
+	for _, c := range kept {
 		if c.Name == volumedata.ContainerName {
 			return corev1.Container{}, fmt.Errorf("container name %q is taken", volumedata.ContainerName)
 		}
