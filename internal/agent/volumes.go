@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -95,6 +96,11 @@ func (a *Agent) volumeCheck(ctx context.Context, pod *corev1.Pod) (string, lpmv1
 		}
 	}
 	stats, err := volumedata.Measure(ctx, volumes, a.volumeLimits())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", lpmv1.ReasonAgentCannotCheckpoint, fmt.Errorf("the agent of node %s cannot find the emptyDir "+
+			"volumes of pod %s below %s; check its --kubelet-pods-dir and the mount of the kubelet's pods "+
+			"directory: %w", a.opts.NodeName, pod.Name, a.opts.KubeletPodsDir, err)
+	}
 	if err != nil {
 		return "", volumeReason(err), a.volumeError(pod, err)
 	}
