@@ -10,6 +10,7 @@ import (
 
 	"github.com/lpm-dev/lpm/test/bench/benchlab"
 	"github.com/lpm-dev/lpm/test/bench/downtime"
+	"github.com/lpm-dev/lpm/test/bench/imageprep"
 )
 
 func main() {
@@ -39,7 +40,14 @@ func main() {
 		return
 	}
 	r := &downtime.Runner{Lab: l, Log: func(f string, a ...any) { fmt.Printf(time.Now().Format("15:04:05 ")+f+"\n", a...) }}
-	run := r.Migrate(ctx, *mib, 1)
+	var run any
+	if os.Getenv("CRIU") != "" {
+		run = []any{r.CRIUFloor(ctx, *mib, 1), r.PageServer(ctx, *mib, 1)}
+	} else if os.Getenv("FLOOR") != "" {
+		run = r.RuntimeFloor(ctx, *mib, 1, &imageprep.Recipe{WorkDir: downtime.RecipeDir(*labName), Target: l.Target, TargetDir: "/var/lib/kubelet/lpm-bench"})
+	} else {
+		run = r.Migrate(ctx, *mib, 1)
+	}
 	data, _ := json.MarshalIndent(run, "", " ")
 	fmt.Println(string(data))
 }
