@@ -47,9 +47,9 @@ func (a *Agent) podVolumes(pod *corev1.Pod) ([]volumedata.Volume, lpmv1.Reason, 
 			continue
 		}
 		dir := volumedata.PodVolumeDir(a.opts.KubeletPodsDir, string(pod.UID), v.Name)
-		switch medium := v.EmptyDir.Medium; {
-		case medium == corev1.StorageMediumDefault:
-		case medium == corev1.StorageMediumMemory:
+		switch medium := v.EmptyDir.Medium; medium {
+		case corev1.StorageMediumDefault:
+		case corev1.StorageMediumMemory:
 			var fs unix.Statfs_t
 			if err := unix.Statfs(dir, &fs); err != nil {
 				return nil, lpmv1.ReasonAgentCannotCheckpoint, fmt.Errorf("failed to read emptyDir volume %s: %w",

@@ -159,8 +159,11 @@ func writeCopier(w io.Writer, path string) error {
 	}
 	defer func() { _ = bin.Close() }()
 	info, err := bin.Stat()
-	if err != nil || !info.Mode().IsRegular() {
-		return fmt.Errorf("copier program %s is not a regular file (%v)", path, err)
+	if err != nil {
+		return fmt.Errorf("failed to read the copier program: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("copier program %s is not a regular file", path)
 	}
 	tw := tar.NewWriter(w)
 	err = tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(volumedata.CopierPath, "/"), Typeflag: tar.TypeReg,
