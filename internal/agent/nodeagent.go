@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,10 +46,11 @@ type Publisher struct {
 	// capabilities are probed again.
 	Heartbeat time.Duration
 	Probe     time.Duration
-	// RuntimeCheck is how often the runtime's process is checked. A
-	// runtime that does not answer makes the node unable to checkpoint or
-	// restore until it answers again, and a restarted runtime (its
-	// configuration may have changed) is probed again at once.
+	// RuntimeCheck is how often the runtime's process and CRIU
+	// configuration are checked. A runtime that does not respond makes the
+	// node unable to checkpoint or restore until it responds again. A
+	// restarted runtime, whose configuration may have changed, and a
+	// changed CRIU configuration are probed again at once.
 	RuntimeCheck time.Duration
 }
 
@@ -69,41 +72,44 @@ func (p *Publisher) Start(ctx context.Context) error {
 	var (
 		report                   *capabilities.Report
 		lastProbe, lastPublished time.Time
-		probedPID                uint64
+		probed                   runtimeState
 		probeFailed              bool
-		// runtimeDown is why the runtime does not answer, empty while it does.
+		// runtimeDown is why the runtime does not respond, empty while it responds.
 		runtimeDown string
 	)
 	for {
 		changed := false
-		pid, err := p.Runtime.ServerPID(ctx)
+		state, err := p.observeRuntime(ctx)
 		switch {
 		case err != nil && runtimeDown == "":
-			log.Error(err, "The container runtime does not answer")
+			log.Error(err, "The container runtime does not respond")
 			runtimeDown, changed = err.Error(), true
 		case err == nil && runtimeDown != "":
-			log.Info("The container runtime answers again", "pid", pid)
+			log.Info("The container runtime responds again", "pid", state.pid)
 			runtimeDown, changed = "", true
 		}
 
 		// A report is stale when it is missing or describes an earlier
-		// runtime process. After a failed probe the next one waits a
-		// heartbeat.
-		stale := report == nil || pid != probedPID
+		// runtime process or CRIU configuration. After a failed probe the
+		// next one waits a heartbeat.
+		stale := report == nil || state != probed
 		retry := p.RuntimeCheck
 		if probeFailed {
 			retry = p.Heartbeat
 		}
 		if runtimeDown == "" && (p.Clock.Since(lastProbe) >= p.Probe || stale && p.Clock.Since(lastProbe) >= retry) {
-			if report != nil && pid != probedPID {
-				log.Info("The container runtime restarted; probing the node again", "pid", pid)
+			switch {
+			case report != nil && state.pid != probed.pid:
+				log.Info("The container runtime restarted; probing the node again", "pid", state.pid)
+			case report != nil && state.criuConfig != probed.criuConfig:
+				log.Info("The CRIU configuration changed; probing the node again")
 			}
 			r, err := p.probe(ctx)
 			lastProbe, probeFailed = p.Clock.Now(), err != nil
 			if err != nil {
 				log.Error(err, "Failed to probe node capabilities")
 			} else {
-				report, probedPID, changed = r, pid, true
+				report, probed, changed = r, state, true
 			}
 		}
 
@@ -122,14 +128,48 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 }
 
-// withRuntimeDown returns the report with a runtime that does not answer
+// runtimeState identifies the parts of the node that the capabilities
+// depend on and that change without notice: containerd's process and the
+// CRIU configuration files in its root.
+type runtimeState struct {
+	pid        uint64
+	criuConfig string
+}
+
+// maxCRIUConfigBytes bounds the part of a CRIU configuration file compared
+// between two observations.
+const maxCRIUConfigBytes = 64 << 10
+
+// observeRuntime reads containerd's process ID and its CRIU configuration
+// files. It fails while containerd does not respond.
+func (p *Publisher) observeRuntime(ctx context.Context) (runtimeState, error) {
+	pid, err := p.Runtime.ServerPID(ctx)
+	if err != nil {
+		return runtimeState{}, err
+	}
+	procRoot := p.Host.ProcRoot
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	var config strings.Builder
+	for _, path := range capabilities.CRIUConfigPaths {
+		data, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(pid, 10), "root", path))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&config, "%s\n%s\n", path, data[:min(len(data), maxCRIUConfigBytes)])
+	}
+	return runtimeState{pid: pid, criuConfig: config.String()}, nil
+}
+
+// withRuntimeDown returns the report with a runtime that does not respond
 // as a problem for both checkpoint and restore. The capabilities stay as
 // last probed.
 func withRuntimeDown(report *capabilities.Report, runtimeDown string) *capabilities.Report {
 	if report == nil || runtimeDown == "" {
 		return report
 	}
-	problem := "the container runtime does not answer: " + runtimeDown
+	problem := "the container runtime does not respond: " + runtimeDown
 	out := *report
 	out.CheckpointProblems = append(slices.Clone(report.CheckpointProblems), problem)
 	out.RestoreProblems = append(slices.Clone(report.RestoreProblems), problem)
@@ -194,22 +234,23 @@ func (p *Publisher) Publish(ctx context.Context, report *capabilities.Report) er
 			supportCondition(lpmv1.NodeAgentRestoreSupported, report.RestoreProblems, now))
 	}
 	current := &lpmv1.NodeAgent{}
-	if err := p.Client.Get(ctx, types.NamespacedName{Name: p.NodeName}, current); err == nil {
-		// Keep transition times of conditions whose status did not change.
-		for i := range status.Conditions {
-			for _, old := range current.Status.Conditions {
-				if old.Type == status.Conditions[i].Type && old.Status == status.Conditions[i].Status {
-					status.Conditions[i].LastTransitionTime = old.LastTransitionTime
-				}
+	if err := p.Client.Get(ctx, types.NamespacedName{Name: p.NodeName}, current); err != nil {
+		return fmt.Errorf("failed to get NodeAgent %s: %w", p.NodeName, err)
+	}
+	// Keep transition times of conditions whose status did not change.
+	for i := range status.Conditions {
+		for _, old := range current.Status.Conditions {
+			if old.Type == status.Conditions[i].Type && old.Status == status.Conditions[i].Status {
+				status.Conditions[i].LastTransitionTime = old.LastTransitionTime
 			}
 		}
 	}
-	data, err := json.Marshal(map[string]any{"status": status})
-	if err != nil {
-		return err
-	}
-	na := &lpmv1.NodeAgent{ObjectMeta: metav1.ObjectMeta{Name: p.NodeName}}
-	if err := p.Client.Status().Patch(ctx, na, client.RawPatch(types.MergePatchType, data)); err != nil {
+	// The merge patch is computed against the current status, so it also
+	// removes what the new status leaves out: a capability that turned
+	// false or empty would otherwise keep its old value.
+	desired := current.DeepCopy()
+	desired.Status = status
+	if err := p.Client.Status().Patch(ctx, desired, client.MergeFrom(current)); err != nil {
 		return fmt.Errorf("failed to patch status of NodeAgent %s: %w", p.NodeName, err)
 	}
 	return nil
