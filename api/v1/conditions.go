@@ -167,6 +167,9 @@ const (
 	ReasonTooManyPipesWithData Reason = "TooManyPipesWithData"
 	// ReasonContainerFrozen: a container's cgroup is already frozen.
 	ReasonContainerFrozen Reason = "ContainerFrozen"
+	// ReasonTCPConnectionOpen: a process holds an established TCP
+	// connection, and the node's CRIU configuration does not set tcp-close.
+	ReasonTCPConnectionOpen Reason = "TCPConnectionOpen"
 )
 
 // Reasons the source agent rejects a pod's emptyDir volumes, before the

@@ -131,6 +131,16 @@ type NodeCapabilities struct {
 	// +optional
 	RestoreIntoNewCgroup *bool `json:"restoreIntoNewCgroup,omitempty"`
 
+	// tcpClose is true when the node's CRIU configuration sets tcp-close.
+	// A checkpoint then leaves out the state of established TCP
+	// connections, and the restore closes them, which suits a migration:
+	// the restored pod has another address, so no connection could
+	// continue. Without it CRIU cannot dump a process that holds an
+	// established connection. CRIU restores a checkpoint taken with
+	// tcp-close only on a node that sets it too.
+	// +optional
+	TCPClose bool `json:"tcpClose,omitempty"`
+
 	// criuConfig lists the CRIU configuration files on the node that the
 	// runtime's CRIU reads, with their options.
 	// +optional

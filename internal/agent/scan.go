@@ -60,8 +60,8 @@ func (a *Agent) scanProcesses(ctx context.Context, pod *corev1.Pod, containers [
 }
 
 // scanPolicy returns what this node's CRIU handles, from the capabilities
-// the agent published: its version and the ghost-file limit of its
-// configuration. Without them every rule applies.
+// the agent published: its version, and the ghost-file limit and tcp-close
+// of its configuration. Without them every rule applies.
 func (a *Agent) scanPolicy(ctx context.Context) procscan.Policy {
 	caps := a.nodeCapabilities(ctx)
 	if caps == nil {
@@ -69,7 +69,9 @@ func (a *Agent) scanPolicy(ctx context.Context) procscan.Policy {
 			"nodeAgent", a.opts.NodeName)
 		return procscan.Policy{}
 	}
-	return procscan.NewPolicy(caps.CRIUVersion, criuconfig.GhostLimit(caps.CRIUConfig))
+	policy := procscan.NewPolicy(caps.CRIUVersion, criuconfig.GhostLimit(caps.CRIUConfig))
+	policy.TCPClose = criuconfig.ClosesTCP(caps.CRIUConfig)
+	return policy
 }
 
 // nodeCapabilities returns the capabilities this agent published for its

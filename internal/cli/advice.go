@@ -111,6 +111,10 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"data, more than CRIU stores. Let the readers drain their pipes, or hold fewer pipes.",
 	lpmv1.ReasonContainerFrozen: "A container's cgroup is already frozen by someone else, and CRIU can " +
 		"hang on it. Thaw the container and start the migration again.",
+	lpmv1.ReasonTCPConnectionOpen: "A process of the pod holds an established TCP connection, and the " +
+		"source node's CRIU configuration does not set tcp-close, without which CRIU cannot dump it. Set " +
+		"tcp-close and skip-in-flight in /etc/criu/runc.conf on every node, or close the connection " +
+		"before the migration.",
 	lpmv1.ReasonIncompatibleCRIU: "The target node's CRIU cannot restore what the source node's CRIU " +
 		"dumps: it is older, or lacks a feature the source's configuration uses (see the message). " +
 		"Pick a target with the same or a newer CRIU.",

@@ -58,13 +58,37 @@ func TestProblem(t *testing.T) {
 		{name: "harmless options", options: []string{"tcp-established", "ghost-limit=10M", "log-file=/x"}},
 		{name: "images-dir", options: []string{"images-dir=/srv/ckpt"}, wantProblem: true},
 		{name: "work-dir", options: []string{"work-dir=/srv/work"}, wantProblem: true},
-		{name: "tcp-close", options: []string{"tcp-close"}, wantProblem: true},
+		{name: "tcp-close", options: []string{"tcp-close", "skip-in-flight"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Problem([]lpmv1.CRIUConfigFile{{Path: "/etc/criu/runc.conf", Options: tc.options}})
 			if (got != "") != tc.wantProblem {
 				t.Errorf("Problem() = %q, want a problem: %v", got, tc.wantProblem)
+			}
+		})
+	}
+}
+
+func TestClosesTCP(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []lpmv1.CRIUConfigFile
+		want  bool
+	}{
+		{name: "no files"},
+		{name: "other options", files: []lpmv1.CRIUConfigFile{{Path: "/etc/criu/runc.conf",
+			Options: []string{"tcp-established", "skip-in-flight"}}}},
+		{name: "tcp-close", files: []lpmv1.CRIUConfigFile{{Path: "/etc/criu/runc.conf",
+			Options: []string{"skip-in-flight", "tcp-close"}}}, want: true},
+		{name: "tcp-close in a second file", files: []lpmv1.CRIUConfigFile{
+			{Path: "/etc/criu/runc.conf", Options: []string{"log-file=/x"}},
+			{Path: "/etc/criu/default.conf", Options: []string{"tcp-close"}}}, want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ClosesTCP(tc.files); got != tc.want {
+				t.Errorf("ClosesTCP() = %v, want %v", got, tc.want)
 			}
 		})
 	}

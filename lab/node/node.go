@@ -69,7 +69,19 @@ type Config struct {
 	Binds []Bind
 	// Hosts are extra lines for the node's /etc/hosts.
 	Hosts []string
+	// CRIUConfig is the content of the node's /etc/criu/runc.conf, which
+	// runc passes to CRIU for every checkpoint and restore. Empty means
+	// DefaultCRIUConfig.
+	CRIUConfig string
 }
+
+// DefaultCRIUConfig is the CRIU configuration that lpm requires of every node.
+// tcp-close lets CRIU dump a process with established TCP connections and
+// closes them at the restore, where the pod has a new address anyway.
+// skip-in-flight drops connections that reached a listening socket of the
+// frozen pod (a probe's) and were not accepted yet, which CRIU fails on
+// otherwise ("In-flight connection").
+const DefaultCRIUConfig = "tcp-close\nskip-in-flight\n"
 
 // Bind is a directory or file of the host bound into a node.
 type Bind struct {
@@ -158,6 +170,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("failed to create node directory: %w", err)
 		}
 	}
+	if err := n.writeCRIUConfig(); err != nil {
+		return nil, err
+	}
 	if err := cgroups.Create(n.CgroupRoot()); err != nil {
 		return nil, err
 	}
@@ -171,6 +186,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, errors.Join(err, n.Stop())
 	}
 	return n, nil
+}
+
+// writeCRIUConfig writes /etc/criu/runc.conf into the upper layer of the
+// node's root before the root is mounted.
+func (n *Node) writeCRIUConfig() error {
+	content := n.cfg.CRIUConfig
+	if content == "" {
+		content = DefaultCRIUConfig
+	}
+	dir := filepath.Join(n.Dir(), "upper", "etc", "criu")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("failed to create the CRIU configuration directory of node %s: %w", n.Name(), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "runc.conf"), []byte(content), 0o644); err != nil {
+		return fmt.Errorf("failed to write the CRIU configuration of node %s: %w", n.Name(), err)
+	}
+	return nil
 }
 
 // Open attaches to node index of a lab, started by this or another process.

@@ -277,15 +277,21 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	requireLPM(t)
 	n := labNode(t, nodeB)
-	if _, err := n.Output(testContext(t, time.Minute), "test", "-e", "/etc/criu/runc.conf"); err == nil {
-		t.Skipf("node %s has its own /etc/criu/runc.conf, which this test would replace", nodeB)
+	// The node's own options (tcp-close, skip-in-flight) stay; log-file is
+	// added for the test and the file restored afterwards.
+	original, err := n.Output(testContext(t, time.Minute), "cat", "/etc/criu/runc.conf")
+	if err != nil {
+		t.Fatalf("failed to read the CRIU configuration of %s: %v", nodeB, err)
 	}
 	if out, err := n.Output(testContext(t, time.Minute), "sh", "-c",
-		"mkdir -p /etc/criu && echo 'log-file /var/log/criu-lpm-e2e.log' >/etc/criu/runc.conf"); err != nil {
+		"echo 'log-file /var/log/criu-lpm-e2e.log' >>/etc/criu/runc.conf"); err != nil {
 		t.Fatalf("failed to write the CRIU configuration of %s: %v: %s", nodeB, err, out)
 	}
 	t.Cleanup(func() {
-		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/etc/criu/runc.conf", "/var/log/criu-lpm-e2e.log")
+		restore := n.Command(testContext(t, time.Minute), "sh", "-c", "cat >/etc/criu/runc.conf")
+		restore.Stdin = strings.NewReader(string(original))
+		_ = restore.Run()
+		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/var/log/criu-lpm-e2e.log")
 	})
 	ns := newNamespace(t)
 	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/data/held"},

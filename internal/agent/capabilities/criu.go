@@ -36,6 +36,7 @@ const (
 func (h Host) probeNode(report *Report, root string) {
 	caps := &report.Capabilities
 	caps.CRIUConfig = readCRIUConfig(root)
+	caps.TCPClose = criuconfig.ClosesTCP(caps.CRIUConfig)
 	caps.RseqRestore = rseqRestore(caps.KernelVersion, criuVersionNumber(caps.CRIUVersion), kernelHasRseq())
 	newCgroup := restoreIntoNewCgroup(caps.OCIRuntime, caps.OCIRuntimeVersion, caps.CRIUConfig)
 	caps.RestoreIntoNewCgroup = &newCgroup

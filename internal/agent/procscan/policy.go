@@ -38,6 +38,9 @@ type Policy struct {
 	// GhostLimit is the largest deleted file CRIU dumps, in bytes;
 	// DefaultGhostLimit when 0.
 	GhostLimit int64
+	// TCPClose is true when the node's CRIU configuration sets tcp-close,
+	// so established TCP connections do not stop a dump.
+	TCPClose bool
 }
 
 // NewPolicy returns the policy of a CRIU version ("4.2.1") with the

@@ -117,6 +117,8 @@ type reader struct {
 	// pipes caches the unread bytes of each pipe, by link target: every
 	// descriptor of a pipe shows the same data.
 	pipes map[string]int
+	// netns caches the sockets of each network namespace, by its link.
+	netns map[string]*netSockets
 }
 
 // errGone reports a process that exited while it was read.

@@ -18,6 +18,8 @@ type scope struct {
 	tree map[int]bool
 	// mounts returns the mounts in a process's mount namespace.
 	mounts func(*process) []mount
+	// sockets returns the sockets of a process's network namespace.
+	sockets func(*process) *netSockets
 }
 
 // processRule checks one process.
@@ -32,6 +34,7 @@ var processRules = []processRule{
 	ruleTerminal,
 	ruleDeletedFiles,
 	ruleHostSharedMemory,
+	ruleTCPConnections,
 }
 
 func finding(s scope, p *process, reason lpmv1.Reason, fd int, object, problem, fix string) Finding {

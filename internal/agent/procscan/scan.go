@@ -76,7 +76,8 @@ func (sc Scanner) scanContainer(r *reader, c Container, hostIPC string, result *
 	for _, pid := range pids {
 		tree[pid] = true
 	}
-	s := scope{container: c.Name, policy: sc.Policy, hostIPC: hostIPC, tree: tree, mounts: r.mountsOf}
+	s := scope{container: c.Name, policy: sc.Policy, hostIPC: hostIPC, tree: tree, mounts: r.mountsOf,
+		sockets: r.socketsOf}
 	var procs []*process
 	var findings []Finding
 	for _, pid := range pids {

@@ -23,7 +23,8 @@ func CheckCRIUCompatible(source, target *lpmv1.NodeAgent) *Failure {
 	}
 	src, dst := source.Status.Capabilities, target.Status.Capabilities
 	checks := []func(string, string, *lpmv1.NodeCapabilities, *lpmv1.NodeCapabilities) *Failure{
-		checkConfigs, checkOCIRuntime, checkCRIUVersion, checkNetworkLock, checkRseq, checkCgroupRestore,
+		checkConfigs, checkOCIRuntime, checkCRIUVersion, checkNetworkLock, checkTCPClose, checkRseq,
+		checkCgroupRestore,
 	}
 	for _, check := range checks {
 		if f := check(source.Name, target.Name, src, dst); f != nil {
@@ -34,7 +35,7 @@ func CheckCRIUCompatible(source, target *lpmv1.NodeAgent) *Failure {
 }
 
 // checkConfigs rejects CRIU configuration options that move the images
-// or close connections on either node.
+// on either node.
 func checkConfigs(srcName, dstName string, src, dst *lpmv1.NodeCapabilities) *Failure {
 	for _, n := range []struct {
 		name string
@@ -81,6 +82,19 @@ func checkNetworkLock(srcName, dstName string, src, dst *lpmv1.NodeCapabilities)
 	return fail(lpmv1.ReasonIncompatibleCRIU, "spec.targetNode",
 		"node %s locks the network with nftables (network-lock in its CRIU configuration), and CRIU on node "+
 			"%s lacks the %s feature", srcName, dstName, nftablesFeature)
+}
+
+// checkTCPClose rejects a target whose CRIU configuration lacks tcp-close
+// when the source's sets it: CRIU records tcp-close in the checkpoint and
+// refuses to restore it without ("Need to set the --tcp-close options").
+func checkTCPClose(srcName, dstName string, src, dst *lpmv1.NodeCapabilities) *Failure {
+	if !criuconfig.ClosesTCP(src.CRIUConfig) || criuconfig.ClosesTCP(dst.CRIUConfig) {
+		return nil
+	}
+	return fail(lpmv1.ReasonIncompatibleCRIU, "spec.targetNode",
+		"node %s checkpoints with tcp-close in its CRIU configuration, and CRIU on node %s restores such a "+
+			"checkpoint only with tcp-close set too. Set tcp-close in /etc/criu/runc.conf on node %s, or pick "+
+			"another target", srcName, dstName, dstName)
 }
 
 // checkRseq rejects a target that cannot restore rseq when the source can

@@ -66,11 +66,26 @@ func TestCheckCRIUCompatible(t *testing.T) {
 			wantReason: lpmv1.ReasonCRIUConfigUnsupported,
 		},
 		{
-			name: "tcp-close on target rejected",
+			name: "tcp-close on both nodes passes",
+			source: func(c *lpmv1.NodeCapabilities) {
+				c.CRIUConfig[0].Options = append(c.CRIUConfig[0].Options, "tcp-close", "skip-in-flight")
+			},
 			target: func(c *lpmv1.NodeCapabilities) {
 				c.CRIUConfig[0].Options = append(c.CRIUConfig[0].Options, "tcp-close")
 			},
-			wantReason: lpmv1.ReasonCRIUConfigUnsupported,
+		},
+		{
+			name: "tcp-close on target only passes",
+			target: func(c *lpmv1.NodeCapabilities) {
+				c.CRIUConfig[0].Options = append(c.CRIUConfig[0].Options, "tcp-close")
+			},
+		},
+		{
+			name: "tcp-close on source only rejected",
+			source: func(c *lpmv1.NodeCapabilities) {
+				c.CRIUConfig[0].Options = append(c.CRIUConfig[0].Options, "tcp-close")
+			},
+			wantReason: lpmv1.ReasonIncompatibleCRIU,
 		},
 		{
 			name: "nftables lock without target feature rejected",

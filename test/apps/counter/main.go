@@ -10,6 +10,9 @@
 //	PUT  /file?path=P       write the request body to a file
 //	GET  /identity          user, groups, capabilities, environment, limits
 //	                        and mounts of the process, as JSON
+//	PUT  /connection?addr=A open a TCP connection to A and hold it
+//	GET  /connection        "open" while the held connection is open,
+//	                        "closed" once a read on it ends
 //	GET  /healthz           200 once serving
 //
 // -alloc makes the process larger, so its checkpoint and transfer take
@@ -108,6 +111,10 @@ type server struct {
 	count *atomic.Int64
 	mu    sync.Mutex
 	state map[string]string
+	// held is the connection PUT /connection opened, and heldClosed is
+	// closed once a read on it ends.
+	held       net.Conn
+	heldClosed chan struct{}
 }
 
 func (s *server) routes() *http.ServeMux {
@@ -153,11 +160,58 @@ func (s *server) routes() *http.ServeMux {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
+	mux.HandleFunc("PUT /connection", s.openConnection)
+	mux.HandleFunc("GET /connection", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		closed := s.heldClosed
+		s.mu.Unlock()
+		switch {
+		case closed == nil:
+			http.Error(w, "no connection held", http.StatusNotFound)
+		case isClosed(closed):
+			_, _ = fmt.Fprintln(w, "closed")
+		default:
+			_, _ = fmt.Fprintln(w, "open")
+		}
+	})
 	mux.HandleFunc("GET /identity", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(identity())
 	})
 	return mux
+}
+
+// openConnection dials the address in the query with plain TCP and holds
+// the connection, reading from it until the read ends.
+func (s *server) openConnection(w http.ResponseWriter, r *http.Request) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	d.SetMultipathTCP(false)
+	conn, err := d.DialContext(r.Context(), "tcp", r.URL.Query().Get("addr"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	closed := make(chan struct{})
+	s.mu.Lock()
+	if s.held != nil {
+		_ = s.held.Close()
+	}
+	s.held, s.heldClosed = conn, closed
+	s.mu.Unlock()
+	go func() {
+		_, _ = io.Copy(io.Discard, conn)
+		close(closed)
+	}()
+	_, _ = fmt.Fprintln(w, conn.LocalAddr(), "->", conn.RemoteAddr())
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Identity is the process's view of itself, which a restored process must
