@@ -129,3 +129,25 @@ e2e: lab-components lpm-lab ## Run the end-to-end suite against a lab of its own
 		LPM_LAB_NAME=$(E2E_LAB_NAME) go test -tags e2e -count=1 -timeout 60m -v ./test/e2e/... || status=$$?; \
 	$(LPM_LAB) --name $(E2E_LAB_NAME) down || status=1; \
 	exit $$status
+
+##@ Benchmarks
+
+BENCH_LAB_NAME ?= bench
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: lab-components lpm-lab ## Measure downtime, image preparation, transfer and controller scale in a lab of its own; writes docs/benchmarks.md (BENCH_FLAGS for lpm-bench).
+	@command -v buildah >/dev/null || { echo "installing buildah from Debian packages"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null; }; }
+	$(COMPONENTS) test-assets
+	assets=$$(mktemp -d); trap 'rm -rf "$$assets"' EXIT; \
+	ln -s "$$($(COMPONENTS) path etcd)/etcd" "$$assets/etcd"; \
+	ln -s "$$($(COMPONENTS) path kube-apiserver)/kube-apiserver" "$$assets/kube-apiserver"; \
+	status=0; \
+	$(LPM_LAB) --name $(BENCH_LAB_NAME) up && \
+		$(LPM_LAB) --name $(BENCH_LAB_NAME) install && \
+		KUBEBUILDER_ASSETS=$$assets LPM_BENCH_COMMAND="make bench BENCH_FLAGS='$(BENCH_FLAGS)'" \
+		go run ./test/bench/cmd/lpm-bench -lab $(BENCH_LAB_NAME) $(BENCH_FLAGS) run || status=$$?; \
+	$(LPM_LAB) --name $(BENCH_LAB_NAME) down || status=1; \
+	exit $$status

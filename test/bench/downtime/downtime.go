@@ -73,7 +73,9 @@ func targetWatches(n *node.Node) []benchlab.Watch {
 // container's start, the same for lpm and for the runtime floor.
 func restorePoints(target, containerID string) []benchlab.Point {
 	return []benchlab.Point{
-		{Stage: "sandbox", Match: benchlab.On(target, "create:containers/", "ctrd-restore")},
+		// containerd creates the container's record, then copies the
+		// image into its ctrd-restore directory.
+		{Stage: "sandbox", Match: benchlab.On(target, "/containers/create", containerID)},
 		{Stage: "restore copy", Match: benchlab.On(target, "create:bundles", containerID)},
 		{Stage: "CRIU restore", Match: benchlab.On(target, "/tasks/start", containerID)},
 	}

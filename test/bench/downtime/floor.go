@@ -44,6 +44,8 @@ const (
 	PrepImportLocal   = "lpm import from file"
 	PrepDirect        = "lpm transfer and import"
 	PrepTotal         = "lpm total"
+	PrepIngestSmall   = "content ingest, 32 KiB writes"
+	PrepIngestLarge   = "content ingest, 4 MiB writes"
 	ChannelDirect     = "direct channel"
 	ChannelPlainCopy  = "plain TCP copy"
 	ChannelDirectMiBs = "directMiBps"
@@ -260,6 +262,19 @@ func (r *Runner) prepareImages(ctx context.Context, res *FloorResult, rt *runtim
 	_ = rt.RemoveImage(context.WithoutCancel(ctx), directName)
 	res.ImagePrep.Stages[PrepDirect] = direct.Seconds()
 	res.ImagePrep.Stages[PrepTotal] = res.ImagePrep.Stages[PrepBuild] + direct.Seconds()
+
+	// The step of the import that receives the layer, with lpm's write
+	// size and with larger writes.
+	for _, w := range []struct {
+		stage string
+		size  int
+	}{{PrepIngestSmall, imageprep.IngestSmallWrites}, {PrepIngestLarge, imageprep.IngestLargeWrites}} {
+		d, err := imageprep.Ingest(ctx, rt, img, src.ArchivePath, w.size)
+		if err != nil {
+			return fmt.Errorf("ingest with %d-byte writes: %w", w.size, err)
+		}
+		res.ImagePrep.Stages[w.stage] = d.Seconds()
+	}
 
 	channel, n, err := ch.ReadLayer(ctx, img)
 	if err != nil {

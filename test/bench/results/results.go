@@ -86,9 +86,10 @@ type Scale struct {
 	// (seconds), from the controller's phaseTransitions.
 	Phases map[string][]float64 `json:"phases"`
 	// RSS samples the controller's resident memory (MiB) over the run.
-	RSS   []Sample `json:"rss"`
-	CPU   []Sample `json:"cpu"`
-	Error string   `json:"error,omitempty"`
+	RSS   []Sample           `json:"rss"`
+	CPU   []Sample           `json:"cpu"`
+	Extra map[string]float64 `json:"extra,omitempty"`
+	Error string             `json:"error,omitempty"`
 }
 
 // Sample is one value at a time since the start of a run.
