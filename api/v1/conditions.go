@@ -170,6 +170,9 @@ const (
 	// ReasonTCPConnectionOpen: a process holds an established TCP
 	// connection, and the node's CRIU configuration does not set tcp-close.
 	ReasonTCPConnectionOpen Reason = "TCPConnectionOpen"
+	// ReasonMultipathTCPInUse: a process holds a Multipath TCP socket,
+	// which CRIU cannot dump.
+	ReasonMultipathTCPInUse Reason = "MultipathTCPInUse"
 )
 
 // Reasons the source agent rejects a pod's emptyDir volumes, before the

@@ -115,6 +115,9 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"source node's CRIU configuration does not set tcp-close, without which CRIU cannot dump it. Set " +
 		"tcp-close and skip-in-flight in /etc/criu/runc.conf on every node, or close the connection " +
 		"before the migration.",
+	lpmv1.ReasonMultipathTCPInUse: "A process of the pod holds a Multipath TCP socket, which CRIU cannot " +
+		"dump. Turn Multipath TCP off in the program: for Go 1.24 and later set GODEBUG=multipathtcp=0 " +
+		"in the container's environment, then restart the pod.",
 	lpmv1.ReasonIncompatibleCRIU: "The target node's CRIU cannot restore what the source node's CRIU " +
 		"dumps: it is older, or lacks a feature the source's configuration uses (see the message). " +
 		"Pick a target with the same or a newer CRIU.",

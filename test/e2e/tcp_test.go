@@ -111,6 +111,32 @@ func TestMigrateRejectsTargetWithoutTCPClose(t *testing.T) {
 	}
 }
 
+// TestMigrateRejectsMultipathTCP moves a counter that listens with
+// Multipath TCP, as Go programs do by default: it is rejected before the
+// cut with the process and the fix named, and counts on.
+func TestMigrateRejectsMultipathTCP(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	source, before := counterAfterWarmup(t, ns, "mptcp", nodeA, "-multipath-tcp")
+
+	pm := migrate(t, ns, "mptcp", lpmv1.PodMigrationSpec{PodName: "mptcp", TargetNode: nodeB})
+
+	requireFailed(t, pm, lpmv1.ReasonMultipathTCPInUse)
+	msg := outcome(pm)
+	t.Logf("rejected: %s", msg)
+	for _, want := range []string{"process", "(counter)", "GODEBUG=multipathtcp=0"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure message %q lacks %q", msg, want)
+		}
+	}
+	if pm.Status.CutTime != nil {
+		t.Errorf("rejected migration has a cut time %s", pm.Status.CutTime)
+	}
+	if n := requireCounting(t, source.Status.PodIP); n <= before {
+		t.Errorf("source stopped counting at %d", n)
+	}
+}
+
 // setCRIUConfig replaces a node's /etc/criu/runc.conf until the test ends
 // and waits until the node's agent reports the change.
 func setCRIUConfig(t *testing.T, nodeName, content string) {

@@ -35,6 +35,7 @@ var processRules = []processRule{
 	ruleDeletedFiles,
 	ruleHostSharedMemory,
 	ruleTCPConnections,
+	ruleMultipathTCP,
 }
 
 func finding(s scope, p *process, reason lpmv1.Reason, fd int, object, problem, fix string) Finding {

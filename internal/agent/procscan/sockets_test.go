@@ -1,6 +1,7 @@
 package procscan
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,6 +38,23 @@ func TestDecodeAddress(t *testing.T) {
 	}
 }
 
+// socketKernel is a fake kernel that also lists MPTCP sockets, and fails
+// when asked without an answer prepared.
+type socketKernel struct {
+	fakeKernel
+	multipath map[string]bool
+	err       error
+	asked     *int
+}
+
+func (k socketKernel) MultipathTCPInodes(string) (map[string]bool, error) {
+	*k.asked++
+	if k.multipath == nil && k.err == nil {
+		return nil, errors.New("not expected to be asked")
+	}
+	return k.multipath, k.err
+}
+
 // tcpLine is a line of /proc/net/tcp for a socket in a state (hex).
 func tcpLine(local, remote, state, inode string) string {
 	return fmt.Sprintf("   0: %s %s %s 00000000:00000000 00:00000000 00000000     0        0 %s 1 0 20 4 30 10 -1",
@@ -44,6 +62,14 @@ func tcpLine(local, remote, state, inode string) string {
 }
 
 const tcpHeader = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+// protocolsFile is /proc/net/protocols with n MPTCP sockets in use.
+func protocolsFile(n int) string {
+	return "protocol  size sockets  memory press maxhdr  slab module     cl co di ac io in de sh ss gs se re sp bi br ha uh gp em\n" +
+		fmt.Sprintf("MPTCPv6   2064      0       1   no       0   yes  kernel      y  y  y  n  y  y  y  y  y  y  y  y  n  n  y  y  y  n\n"+
+			"MPTCP     1936      %d       1   no       0   yes  kernel      y  y  y  n  y  y  y  y  y  y  y  y  n  n  y  y  y  n\n"+
+			"TCP       2560      3       1   no     320   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y\n", n)
+}
 
 func TestScanSockets(t *testing.T) {
 	// The pod's process: fd 3 listens on 8080, fd 4 is a connection to
@@ -57,6 +83,8 @@ func TestScanSockets(t *testing.T) {
 	tests := []struct {
 		name        string
 		tcp         string
+		mptcp       int
+		kernel      socketKernel
 		tcpClose    bool
 		want        []found
 		wantProblem string
@@ -65,18 +93,31 @@ func TestScanSockets(t *testing.T) {
 			want: []found{{lpmv1.ReasonTCPConnectionOpen, "app", 100, 4}}, wantProblem: "ESTABLISHED"},
 		{name: "established connection with tcp-close", tcp: tcp, tcpClose: true},
 		{name: "listening socket only", tcp: listenOnly},
+		{name: "MPTCP listener", tcp: listenOnly, mptcp: 1,
+			kernel: socketKernel{multipath: map[string]bool{"5001": true}},
+			want:   []found{{lpmv1.ReasonMultipathTCPInUse, "app", 100, 3}}, wantProblem: "Multipath TCP"},
+		{name: "MPTCP socket of another process", tcp: listenOnly, mptcp: 1,
+			kernel: socketKernel{multipath: map[string]bool{"7777": true}}},
+		{name: "MPTCP sockets not listed", tcp: listenOnly, mptcp: 2,
+			kernel: socketKernel{err: syscall.ENOENT},
+			want:   []found{{lpmv1.ReasonMultipathTCPInUse, "app", 100, 3}}, wantProblem: "could not tell"},
+		{name: "established connection and MPTCP listener", tcp: tcp, mptcp: 1,
+			kernel: socketKernel{multipath: map[string]bool{"5001": true}},
+			want: []found{{lpmv1.ReasonTCPConnectionOpen, "app", 100, 4},
+				{lpmv1.ReasonMultipathTCPInUse, "app", 100, 3}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			kernel := fakeKernel{}
-			procRoot := buildTree(t, root, []proc{{pid: 100, fds: fds}}, &kernel)
+			tc.kernel.asked = new(int)
+			procRoot := buildTree(t, root, []proc{{pid: 100, fds: fds}}, &tc.kernel.fakeKernel)
 			dir := filepath.Join(procRoot, "100")
 			mustMkdir(t, filepath.Join(dir, "net"))
 			mustSymlink(t, "net:[4026532300]", filepath.Join(dir, "ns", "net"))
 			mustWrite(t, filepath.Join(dir, "net", "tcp"), tc.tcp)
 			mustWrite(t, filepath.Join(dir, "net", "tcp6"), tcpHeader)
-			sc := Scanner{ProcRoot: procRoot, CgroupRoot: root, Kernel: kernel,
+			mustWrite(t, filepath.Join(dir, "net", "protocols"), protocolsFile(tc.mptcp))
+			sc := Scanner{ProcRoot: procRoot, CgroupRoot: root, Kernel: tc.kernel,
 				Policy: Policy{CRIUVersion: criu421, TCPClose: tc.tcpClose}}
 
 			res, err := sc.Scan([]Container{{Name: "app", PID: 100}})
@@ -91,20 +132,29 @@ func TestScanSockets(t *testing.T) {
 				!strings.Contains(res.Findings[0].Problem, tc.wantProblem)) {
 				t.Errorf("first finding %+v does not mention %q", res.Findings, tc.wantProblem)
 			}
+			if tc.mptcp == 0 && *tc.kernel.asked > 0 {
+				t.Errorf("the kernel was asked for MPTCP sockets of a namespace that has none")
+			}
 		})
 	}
 }
 
-// TestScanLiveSockets scans the test process itself while it holds a TCP
-// connection to its own listener.
+// TestScanLiveSockets scans the test process itself while it listens with
+// Multipath TCP and holds a plain TCP connection to that listener.
 func TestScanLiveSockets(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("entering a network namespace needs root")
+	}
 	lc := net.ListenConfig{}
-	lc.SetMultipathTCP(false)
+	lc.SetMultipathTCP(true)
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = ln.Close() }()
+	if multipathTCPCount("/proc/self/net/protocols") == 0 {
+		t.Skip("the kernel has no Multipath TCP")
+	}
 	d := net.Dialer{}
 	d.SetMultipathTCP(false)
 	conn, err := d.DialContext(t.Context(), "tcp", ln.Addr().String())
@@ -132,8 +182,9 @@ func TestScanLiveSockets(t *testing.T) {
 			for _, f := range res.Findings {
 				got[f.FD] = f.Reason
 			}
-			if got[listenFD] != "" {
-				t.Errorf("listener fd %d: finding %q, want none (%s)", listenFD, got[listenFD], res.Message(5))
+			if got[listenFD] != lpmv1.ReasonMultipathTCPInUse {
+				t.Errorf("listener fd %d: finding %q, want %s (%s)", listenFD, got[listenFD],
+					lpmv1.ReasonMultipathTCPInUse, res.Message(5))
 			}
 			wantConn := lpmv1.ReasonTCPConnectionOpen
 			if tcpClose {

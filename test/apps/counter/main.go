@@ -16,7 +16,9 @@
 //	GET  /healthz           200 once serving
 //
 // -alloc makes the process larger, so its checkpoint and transfer take
-// longer. "counter get URL" prints the body of a GET request, for clients that run
+// longer. -multipath-tcp listens with Multipath TCP, as Go does by default
+// where the kernel has it; without it the counter listens with plain TCP.
+// "counter get URL" prints the body of a GET request, for clients that run
 // inside the cluster.
 package main
 
@@ -47,6 +49,7 @@ func main() {
 	name := flag.String("name", "count", "prefix of each printed line")
 	stateFile := flag.String("state-file", "", "file to write the current count to after each count")
 	allocMiB := flag.Int("alloc", 0, "MiB of memory to fill at start, to make a checkpoint larger and slower")
+	multipath := flag.Bool("multipath-tcp", false, "listen with Multipath TCP, which CRIU cannot dump")
 	flag.Parse()
 
 	ballast := fill(*allocMiB)
@@ -55,9 +58,10 @@ func main() {
 	if *listen != "" {
 		srv := &server{count: &count, state: map[string]string{}}
 		// Go listens with Multipath TCP by default where the kernel has it,
-		// and CRIU 4.1 cannot dump MPTCP sockets ("Unsupported proto 262").
+		// and CRIU up to 4.2.1 cannot dump MPTCP sockets ("Unsupported
+		// proto 262").
 		lc := net.ListenConfig{}
-		lc.SetMultipathTCP(false)
+		lc.SetMultipathTCP(*multipath)
 		ln, err := lc.Listen(context.Background(), "tcp", *listen)
 		if err != nil {
 			log.Fatal(err)
