@@ -155,6 +155,10 @@ func (w *writer) runInfo() {
 	}
 	w.p("| Sizes | %s MiB of random memory, %d runs each |", joinInts(res.Sizes), res.Runs)
 	w.p("")
+	for _, n := range res.Notes {
+		w.p("%s", n)
+		w.p("")
+	}
 	if h.LoadBefore >= 1.5 || h.LoadMax >= 1.5 {
 		w.p("NOTE: other work ran on this machine during the run (the load average was %.2f at most).", h.LoadMax)
 		w.p("It slows every kind of measurement alike, because they were interleaved, but the absolute")

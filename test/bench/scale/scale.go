@@ -44,8 +44,10 @@ const Namespace = "lpm-scale"
 
 // Options configure the benchmark.
 type Options struct {
-	// RepoDir is the repository root, for config/crd and cmd/lpm-controller.
-	RepoDir     string
+	// RepoDir is the repository root, for config/crd.
+	RepoDir string
+	// Controller is the lpm-controller binary, from BuildController.
+	Controller  string
 	Migrations  int
 	Nodes       int
 	Concurrency int
@@ -350,15 +352,24 @@ func writeKubeconfig(env *envtest.Environment, cfg *rest.Config) (string, error)
 	return f.Name(), f.Close()
 }
 
-// startController builds and starts lpm-controller with its default caps.
-func startController(ctx context.Context, opts Options, kubeconfig string) (*exec.Cmd, error) {
-	bin := filepath.Join(os.TempDir(), fmt.Sprintf("lpm-scale-controller-%d", os.Getpid()))
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/lpm-controller")
-	build.Dir = opts.RepoDir
+// BuildController builds lpm-controller from repoDir into dir and returns
+// its path. The benchmark builds it before anything else runs, so the
+// measured binary is the tree as it was when the run started.
+func BuildController(ctx context.Context, repoDir, dir string) (string, error) {
+	bin := filepath.Join(dir, "lpm-controller")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/lpm-controller")
+	build.Dir = repoDir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("failed to build lpm-controller: %w: %s", err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("failed to build lpm-controller: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kubeconfig, "--metrics-bind-address=0",
+	return bin, nil
+}
+
+// startController starts lpm-controller with its default caps, logging
+// its errors to a file in the temporary directory.
+func startController(ctx context.Context, opts Options, kubeconfig string) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, opts.Controller, "--kubeconfig="+kubeconfig, "--metrics-bind-address=0",
 		"--health-probe-bind-address=0", "--max-concurrent-reconciles="+strconv.Itoa(opts.Concurrency),
 		"--zap-log-level=error")
 	logFile, err := os.Create(filepath.Join(os.TempDir(), "lpm-scale-controller.log"))
@@ -367,13 +378,13 @@ func startController(ctx context.Context, opts Options, kubeconfig string) (*exe
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
 		return nil, fmt.Errorf("failed to start lpm-controller: %w", err)
 	}
 	go func() {
 		<-ctx.Done()
 		_ = logFile.Close()
 	}()
-	_ = os.Remove(bin)
 	return cmd, nil
 }
 

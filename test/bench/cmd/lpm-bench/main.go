@@ -53,6 +53,7 @@ type options struct {
 	plotDir         string
 	maxLoad         float64
 	loadWait        time.Duration
+	merge           bool
 }
 
 func main() {
@@ -73,7 +74,9 @@ func main() {
 	flag.StringVar(&o.docPath, "doc", "docs/benchmarks.md", "report to write")
 	flag.StringVar(&o.plotDir, "plots", "docs/benchmarks", "directory of the report's PNG plots")
 	flag.Float64Var(&o.maxLoad, "max-load", 1.5, "wait before measuring until the one-minute load average is below this")
-	flag.DurationVar(&o.loadWait, "load-wait", 20*time.Minute,
+	flag.BoolVar(&o.merge, "merge", false,
+		"keep the parts that this run leaves out from the results file, to run one part again")
+	flag.DurationVar(&o.loadWait, "load-wait", 30*time.Minute,
 		"longest wait for the load to drop; the run then starts anyway and the report shows the load")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: lpm-bench [flags] run|report")
@@ -151,6 +154,23 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
+	if o.merge {
+		if old, err := results.Read(o.resultsPath); err == nil {
+			keepParts(res, old, o.parts)
+		}
+	}
+	var controllerBin string
+	if o.parts["scale"] {
+		dir, err := os.MkdirTemp("", "lpm-bench-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		if controllerBin, err = scale.BuildController(ctx, o.repo, dir); err != nil {
+			return err
+		}
+	}
+
 	if o.parts["migrate"] || o.parts["floor"] || o.parts["criu"] || o.parts["pageserver"] {
 		if err := runLab(ctx, o, res, save); err != nil {
 			res.Errors = append(res.Errors, err.Error())
@@ -160,7 +180,8 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.parts["scale"] {
 		logf("controller scale: %d PodMigrations on %d nodes", o.scaleMigrations, o.scaleNodes)
-		res.Scale = scale.Run(ctx, scale.Options{RepoDir: o.repo, Migrations: o.scaleMigrations,
+		res.Scale = scale.Run(ctx, scale.Options{RepoDir: o.repo, Controller: controllerBin,
+			Migrations: o.scaleMigrations,
 			Nodes: o.scaleNodes, Concurrency: o.scaleWorkers, Timeout: 30 * time.Minute, Log: logf})
 		if res.Scale.Error != "" {
 			res.Errors = append(res.Errors, "scale: "+res.Scale.Error)
@@ -246,4 +267,40 @@ func writeReport(o options) error {
 	}
 	logf("wrote %s and its plots in %s", o.docPath, o.plotDir)
 	return nil
+}
+
+// keepParts copies into res the results of old for the parts not in run,
+// with old's sizes and runs when res measures none of the lab's parts.
+func keepParts(res, old *results.Results, run map[string]bool) {
+	if !run["migrate"] {
+		res.Migrations = old.Migrations
+	}
+	if !run["floor"] {
+		res.RuntimeFloor, res.ImagePrep, res.Transfer = old.RuntimeFloor, old.ImagePrep, old.Transfer
+	}
+	if !run["criu"] {
+		res.CRIUFloor = old.CRIUFloor
+	}
+	if !run["pageserver"] {
+		res.PageServer = old.PageServer
+	}
+	if !run["scale"] {
+		res.Scale = old.Scale
+	}
+	if !run["migrate"] && !run["floor"] && !run["criu"] && !run["pageserver"] {
+		res.Sizes, res.Runs, res.Started = old.Sizes, old.Runs, old.Started
+		res.Host.Versions = old.Host.Versions
+		res.Notes = append(res.Notes, fmt.Sprintf("The lab's parts ran from %s; this run added %s.",
+			old.Started.UTC().Format("15:04"), strings.Join(partNames(run), ", ")))
+	}
+}
+
+func partNames(run map[string]bool) []string {
+	var out []string
+	for _, p := range allParts {
+		if run[p] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
