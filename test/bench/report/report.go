@@ -599,6 +599,37 @@ func (w *writer) controllerSection() {
 		w.p("and keep the poll only as a fallback.")
 		w.p("")
 	}
+	w.wakeSection()
+}
+
+// wakeSection compares the scale part with the wake-up prototype.
+func (w *writer) wakeSection() {
+	s, p := w.res.Scale, w.res.ScaleWake
+	if s == nil || p == nil || p.Error != "" {
+		return
+	}
+	w.p("### Prototype: waking waiting migrations when a slot frees")
+	w.p("")
+	w.p("The same run again, with the benchmark doing what the faster path would do in the controller:")
+	w.p("a watch sees a migration leave the slots and touches an annotation of the %d oldest migrations", 4)
+	w.p("in Pending, which makes the controller reconcile them at once. The controller is unchanged.")
+	w.p("")
+	w.p("| | as shipped | with wake-up |")
+	w.p("|---|---|---|")
+	for _, name := range scale.Steps {
+		a, b := s.Steps[name], p.Steps[name]
+		if len(a) == 0 || len(b) == 0 {
+			continue
+		}
+		w.p("| %s, p50 / p99 | %.3f / %.3f | %.3f / %.3f |", name, results.Percentile(a, 50), results.Percentile(a, 99),
+			results.Percentile(b, 50), results.Percentile(b, 99))
+	}
+	w.p("| Wall time | %.1f s | %.1f s |", s.WallSeconds, p.WallSeconds)
+	w.p("| Controller CPU time | %.1f s | %.1f s |", s.CPUSeconds, p.CPUSeconds)
+	w.p("| Controller peak RSS | %.1f MiB | %.1f MiB |", s.PeakRSSMiB, p.PeakRSSMiB)
+	w.p("| Most running / leaving one node | %d / %d | %d / %d |", s.MaxRunning, s.MaxOutboundObs, p.MaxRunning,
+		p.MaxOutboundObs)
+	w.p("")
 }
 
 func (w *writer) failures() {
