@@ -105,6 +105,10 @@ const (
 	ReasonIncompatibleNodes       Reason = "IncompatibleNodes"
 	ReasonBaseImageUnavailable    Reason = "BaseImageUnavailable"
 	ReasonUnsupportedProcessState Reason = "UnsupportedProcessState"
+	// ReasonReadOnlyRootWithoutTmp: a container's root file system is
+	// read-only (readOnlyRootFilesystem) and has no /tmp directory, which
+	// CRIU needs to restore it.
+	ReasonReadOnlyRootWithoutTmp Reason = "ReadOnlyRootWithoutTmp"
 )
 
 // Reasons a migration fails after the preflight checks. Each one rolls the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -283,5 +285,48 @@ func TestObservedReadyTime(t *testing.T) {
 				t.Errorf("observedReadyTime() mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestHasTmpDirectory(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, root string)
+		want    bool
+	}{
+		{name: "directory", prepare: func(t *testing.T, root string) { mustMkdir(t, filepath.Join(root, "tmp")) },
+			want: true},
+		{name: "missing", prepare: func(*testing.T, string) {}},
+		{name: "file", prepare: func(t *testing.T, root string) {
+			if err := os.WriteFile(filepath.Join(root, "tmp"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "symbolic link to a directory", prepare: func(t *testing.T, root string) {
+			mustMkdir(t, filepath.Join(root, "var", "tmp"))
+			if err := os.Symlink("/var/tmp", filepath.Join(root, "tmp")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tc.prepare(t, root)
+			got, err := hasTmpDirectory(root)
+			if err != nil {
+				t.Fatalf("hasTmpDirectory() error = %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("hasTmpDirectory() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func mustMkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -103,6 +103,9 @@ func (a *Agent) sourcePrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 		reason, err = a.checkCheckpointable(ctx, pod, containers)
 	}
 	if err == nil {
+		reason, err = a.checkReadOnlyRoot(ctx, pod, containers)
+	}
+	if err == nil {
 		reason, err = a.scanProcesses(ctx, pod, containers)
 	}
 	var volumes string

@@ -21,34 +21,25 @@ import (
 	"github.com/lpm-dev/lpm/internal/volumedata"
 )
 
-var (
-	copierOnce sync.Once
-	copierPath string
-	copierErr  error
-)
+// copiers holds the copier built for each test.
+var copiers sync.Map
 
-// copierBinary builds cmd/lpm-volume-restore once per test binary, as the
-// agent's image carries it.
+// copierBinary builds cmd/lpm-volume-restore into the test's temporary
+// directory, once per test, as the agent's image carries it.
 func copierBinary(t *testing.T) string {
 	t.Helper()
-	copierOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lpm-copier-")
-		if err != nil {
-			copierErr = err
-			return
-		}
-		copierPath = filepath.Join(dir, "lpm-volume-restore")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", copierPath, "../../cmd/lpm-volume-restore")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			copierErr = err
-			t.Logf("go build: %s", out)
-		}
-	})
-	if copierErr != nil {
-		t.Fatalf("failed to build the volume copier: %v", copierErr)
+	if path, ok := copiers.Load(t); ok {
+		return path.(string)
 	}
-	return copierPath
+	path := filepath.Join(t.TempDir(), "lpm-volume-restore")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", path, "../../cmd/lpm-volume-restore")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("failed to build the volume copier: %v: %s", err, out)
+	}
+	copiers.Store(t, path)
+	t.Cleanup(func() { copiers.Delete(t) })
+	return path
 }
 
 // kubeletPodsDir is the directory the node's agent reads pods' emptyDir

@@ -111,6 +111,16 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"data, more than CRIU stores. Let the readers drain their pipes, or hold fewer pipes.",
 	lpmv1.ReasonContainerFrozen: "A container's cgroup is already frozen by someone else, and CRIU can " +
 		"hang on it. Thaw the container and start the migration again.",
+	lpmv1.ReasonVolumeTooLarge: "The pod's emptyDir volumes hold more data than the source agent carries " +
+		"(--max-volume-data-bytes, 1 GiB by default). Delete data the pod does not need, or raise " +
+		"agent.maxVolumeDataBytes in the chart.",
+	lpmv1.ReasonUnsupportedVolumeContent: "An emptyDir volume holds something a migration cannot carry, " +
+		"such as a device node or the medium HugePages, or a container is named lpm-volume-restore. Read " +
+		"the message, then remove the device node or rename the container.",
+	lpmv1.ReasonReadOnlyRootWithoutTmp: "A container sets securityContext.readOnlyRootFilesystem and its " +
+		"root file system has no /tmp directory. CRIU restores a container by pivot_root into /tmp of its " +
+		"root and cannot create that directory on a read-only root. Mount an emptyDir at /tmp, add a /tmp " +
+		"directory to the image, or set readOnlyRootFilesystem to false.",
 	lpmv1.ReasonTCPConnectionOpen: "A process of the pod holds an established TCP connection, and the " +
 		"source node's CRIU configuration does not set tcp-close, without which CRIU cannot dump it. Set " +
 		"tcp-close and skip-in-flight in /etc/criu/runc.conf on every node, or close the connection " +

@@ -13,8 +13,6 @@ import (
 // instead of hiding it, unless LPM_E2E_STRICT=1 runs it anyway. Remove an
 // entry once the defect is fixed.
 var knownGaps = map[string]string{
-	"TestMigrateReadOnlyRoot": "CRIU 4.2.1 (through runc 1.1.15) cannot restore a container whose root " +
-		"file system is read-only: \"mnt: Can't create a temporary directory: Read-only file system\"",
 	"memory limit view": "on cgroup v1 the restored process stays in its limited memory cgroup, but " +
 		"its /sys/fs/cgroup/memory mount shows the hierarchy's root (no limit)",
 }

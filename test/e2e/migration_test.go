@@ -178,20 +178,59 @@ func TestMigrateKeepsRuntimeContext(t *testing.T) {
 	}
 }
 
-// TestMigrateReadOnlyRoot moves a pod whose root file system is read-only.
+// TestMigrateReadOnlyRoot moves pods whose root file system is read-only.
+// CRIU restores a container's mounts by pivot_root into a directory named
+// tmp in its root, and creates one when there is none, which fails on a
+// read-only root. A pod with a /tmp directory, here an emptyDir mounted
+// there, is restored with its root still read-only. One without /tmp is
+// rejected before the cut and counts on.
 func TestMigrateReadOnlyRoot(t *testing.T) {
-	skipKnownGap(t)
 	requireLPM(t)
 	ns := newNamespace(t)
 	createContextObjects(t, ns)
-	pod := createPod(t, contextPod(ns, "readonly", nil, true))
-	if _, err := httpGet(t, pod.Status.PodIP, "/healthz"); err != nil {
-		t.Fatal(err)
-	}
+
+	withTmp := contextPod(ns, "readonly", nil, true)
+	withTmp.Spec.Volumes = append(withTmp.Spec.Volumes,
+		corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	withTmp.Spec.Containers[0].VolumeMounts = append(withTmp.Spec.Containers[0].VolumeMounts,
+		corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"})
+	pod := createPod(t, withTmp)
 	before := requireCounting(t, pod.Status.PodIP)
 	pm := migrate(t, ns, "readonly", lpmv1.PodMigrationSpec{PodName: "readonly", TargetNode: nodeB,
 		Timeouts: &lpmv1.Timeouts{Restore: settle(time.Minute)}})
-	requireMoved(t, ns, "readonly", pm, nodeB, before)
+	restored := requireMoved(t, ns, "readonly", pm, nodeB, before)
+	if root := rootMount(identity(t, restored.Status.PodIP).Mounts); !strings.HasSuffix(root, " ro") {
+		t.Errorf("root mount of the restored container is %q, want it read-only", root)
+	}
+
+	withoutTmp := createPod(t, contextPod(ns, "readonly-notmp", nil, true))
+	before = requireCounting(t, withoutTmp.Status.PodIP)
+	pm = migrate(t, ns, "readonly-notmp", lpmv1.PodMigrationSpec{PodName: "readonly-notmp", TargetNode: nodeB})
+	requireFailed(t, pm, lpmv1.ReasonReadOnlyRootWithoutTmp)
+	msg := outcome(pm)
+	t.Logf("rejected: %s", msg)
+	for _, want := range []string{"readOnlyRootFilesystem", "/tmp"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure message %q lacks %q", msg, want)
+		}
+	}
+	if pm.Status.CutTime != nil {
+		t.Errorf("rejected migration has a cut time %s", pm.Status.CutTime)
+	}
+	if n := requireCounting(t, withoutTmp.Status.PodIP); n <= before {
+		t.Errorf("source stopped counting at %d", n)
+	}
+}
+
+// rootMount returns the mount of / among the counter's mounts ("point
+// type option").
+func rootMount(mounts []string) string {
+	for _, m := range mounts {
+		if strings.HasPrefix(m, "/ ") {
+			return m
+		}
+	}
+	return ""
 }
 
 // createContextObjects creates the ConfigMap and the Secret that
