@@ -201,5 +201,5 @@ type NodeAgentList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&NodeAgent{}, &NodeAgentList{})
+	register(&NodeAgent{}, &NodeAgentList{})
 }

@@ -395,5 +395,5 @@ type PodMigrationList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&PodMigration{}, &PodMigrationList{})
+	register(&PodMigration{}, &PodMigrationList{})
 }

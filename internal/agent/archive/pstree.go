@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"google.golang.org/protobuf/proto"
-
-	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 )
 
 // Magic numbers of CRIU images (criu/include/magic.h): most images start

@@ -65,10 +65,13 @@ const tcpHeader = "  sl  local_address rem_address   st tx_queue rx_queue tr tm-
 
 // protocolsFile is /proc/net/protocols with n MPTCP sockets in use.
 func protocolsFile(n int) string {
-	return "protocol  size sockets  memory press maxhdr  slab module     cl co di ac io in de sh ss gs se re sp bi br ha uh gp em\n" +
-		fmt.Sprintf("MPTCPv6   2064      0       1   no       0   yes  kernel      y  y  y  n  y  y  y  y  y  y  y  y  n  n  y  y  y  n\n"+
-			"MPTCP     1936      %d       1   no       0   yes  kernel      y  y  y  n  y  y  y  y  y  y  y  y  n  n  y  y  y  n\n"+
-			"TCP       2560      3       1   no     320   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y\n", n)
+	const flags = "  y  y  y  n  y  y  y  y  y  y  y  y  n  n  y  y  y  n\n"
+	return "protocol  size sockets  memory press maxhdr  slab module    " +
+		" cl co di ac io in de sh ss gs se re sp bi br ha uh gp em\n" +
+		"MPTCPv6   2064      0       1   no       0   yes  kernel    " + flags +
+		fmt.Sprintf("MPTCP     1936      %d       1   no       0   yes  kernel    ", n) + flags +
+		"TCP       2560      3       1   no     320   yes  kernel    " +
+		"  y  y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y\n"
 }
 
 func TestScanSockets(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -234,8 +235,8 @@ func (r *Runner) placeFloor(run *results.Run, marks []benchlab.Mark, callStart, 
 	run.Stages[StageCreateRunning] = restored.Running.Sub(createStart).Seconds()
 	run.Stages[StageCreateReady] = restored.Ready.Sub(createStart).Seconds()
 	run.Stages[StageFloor] = run.Stages[StageCheckpointCall] + run.Stages[StageCreateRunning]
-	run.Detail["stageOrder"] = append(call.Order, create.Order...)
-	if missing := append(call.Missing, create.Missing...); len(missing) > 0 {
+	run.Detail["stageOrder"] = slices.Concat(call.Order, create.Order)
+	if missing := slices.Concat(call.Missing, create.Missing); len(missing) > 0 {
 		run.Detail["missingMarks"] = missing
 	}
 	run.Detail["marks"] = marksDetail(marks, callStart.Add(-time.Second))

@@ -263,7 +263,8 @@ func (w *writer) downtimeSection() {
 	w.p("`runc checkpoint` plus `runc restore` of the same process on one node, with the images in the")
 	w.p("node's tmpfs. The page-server prototype moves that process to the other node (see below).")
 	w.p("")
-	w.p("| Memory | lpm downtime | runtime floor | CRIU floor | page-server prototype | lpm / runtime floor | lpm / CRIU floor |")
+	w.p("| Memory | lpm downtime | runtime floor | CRIU floor | page-server prototype | lpm / runtime floor | " +
+		"lpm / CRIU floor |")
 	w.p("|---|---|---|---|---|---|---|")
 	for _, size := range res.Sizes {
 		lpm := w.stage(res.Migrations, size, downtime.StageDowntime)
@@ -407,7 +408,8 @@ func (w *writer) belowFloorSection() {
 	w.p("pages over the lab network during `runc checkpoint --page-server`, the small remaining image")
 	w.p("files are copied after the dump, and `runc restore` runs on node-b from node-b's tmpfs.")
 	w.p("")
-	w.p("| Memory | runc checkpoint with pages streamed | copy other images | runc restore | total | runtime floor | lpm |")
+	w.p("| Memory | runc checkpoint with pages streamed | copy other images | runc restore | total | " +
+		"runtime floor | lpm |")
 	w.p("|---|---|---|---|---|---|---|")
 	for _, size := range res.Sizes {
 		w.p("| %s | %s | %s | %s | %s | %s | %s |", sizeName(size),
@@ -502,7 +504,8 @@ func (w *writer) transferSection() {
 	w.p("channel runs between the nodes' network namespaces over the lab bridge and writes into")
 	w.p("containerd; that rate is in the last column.")
 	w.p("")
-	w.p("| Memory | archive MiB | direct channel MiB/s | plain TCP copy MiB/s | channel / plain | in the migration MiB/s |")
+	w.p("| Memory | archive MiB | direct channel MiB/s | plain TCP copy MiB/s | channel / plain | " +
+		"in the migration MiB/s |")
 	w.p("|---|---|---|---|---|---|")
 	for _, size := range res.Sizes {
 		d := results.Summarize(results.ValueValues(res.Transfer, size, downtime.ChannelDirectMiBs))

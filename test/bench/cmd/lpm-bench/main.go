@@ -99,16 +99,16 @@ func main() {
 	// The scale part's envtest and fake agent log through
 	// controller-runtime; only their errors matter here.
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	switch flag.Arg(0) {
-	case "run":
-		err = run(ctx, o)
-	case "report":
-		err = writeReport(o)
-	default:
+	if cmd := flag.Arg(0); cmd != "run" && cmd != "report" {
 		flag.Usage()
 		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if flag.Arg(0) == "run" {
+		err = run(ctx, o)
+	} else {
+		err = writeReport(o)
 	}
 	if err != nil {
 		fatal(err)
