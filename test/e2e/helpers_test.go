@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/agent/restorecheck"
 	"github.com/lpm-dev/lpm/lab/images"
 	"github.com/lpm-dev/lpm/lab/instance"
 	"github.com/lpm-dev/lpm/lab/node"
@@ -258,3 +259,49 @@ func waitNodeAgent(t *testing.T, nodeName, condition string, status metav1.Condi
 }
 
 func withContext(t *testing.T) context.Context { return testContext(t, 2*time.Minute) }
+
+// criuNetworkLocks returns the netfilter chains and tables that CRIU adds
+// to lock a network namespace, found in the
+// namespace of a running pod's first container. It lists them with the
+// node's own iptables and nft, entered into the namespace of the
+// container's task.
+func criuNetworkLocks(t *testing.T, pod *corev1.Pod) []string {
+	t.Helper()
+	if len(pod.Status.ContainerStatuses) == 0 {
+		t.Fatalf("pod %s has no container status", pod.Name)
+	}
+	id := strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	n := labNode(t, pod.Spec.NodeName)
+	out, err := n.Output(testContext(t, time.Minute), "ctr", "-n", "k8s.io", "tasks", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == id {
+			pid = f[1]
+		}
+	}
+	if pid == "" {
+		t.Fatalf("no task of container %s on node %s:\n%s", id, pod.Spec.NodeName, out)
+	}
+
+	listers := []struct {
+		args  []string
+		parse func(string) []string
+	}{
+		{[]string{"iptables-legacy-save", "-t", "filter"}, restorecheck.IPTablesChains},
+		{[]string{"iptables-nft-save"}, restorecheck.IPTablesChains},
+		{[]string{"nft", "list", "tables"}, restorecheck.NftablesTables},
+	}
+	var locks []string
+	for _, l := range listers {
+		args := append([]string{"-t", pid, "-n", "--"}, l.args...)
+		out, err := n.Output(testContext(t, time.Minute), "nsenter", args...)
+		if err != nil {
+			t.Fatalf("failed to list netfilter state of pod %s: %v", pod.Name, err)
+		}
+		locks = append(locks, l.parse(string(out))...)
+	}
+	return locks
+}

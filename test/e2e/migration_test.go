@@ -60,6 +60,9 @@ func requireMoved(t *testing.T, ns, source string, pm *lpmv1.PodMigration, targe
 			t.Errorf("container %s restarted %d times", s.Name, s.RestartCount)
 		}
 	}
+	if locks := criuNetworkLocks(t, restored); len(locks) > 0 {
+		t.Errorf("restored pod's network namespace holds CRIU's network lock: %v", locks)
+	}
 	// A counter that continues has counted on from its count at the cut
 	// (at least before) for as long as the restored container has run; one
 	// that started from zero has only counted for that long.

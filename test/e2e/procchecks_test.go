@@ -323,4 +323,11 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	if left := checkpointImages(t, nodeB, ns); len(left) > 0 {
 		t.Errorf("checkpoint images left on %s: %v", nodeB, left)
 	}
+	source, err := getPod(t, ns, pod.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if locks := criuNetworkLocks(t, source); len(locks) > 0 {
+		t.Errorf("source pod's network namespace holds CRIU's network lock after the rollback: %v", locks)
+	}
 }
