@@ -33,6 +33,7 @@ func (r *PodMigrationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	activeMigrations.use(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&lpmv1.PodMigration{}).
+		Watches(&lpmv1.PodMigration{}, r.wakeWaiting()).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForPod)).
 		Watches(&lpmv1.NodeAgent{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForNode)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForNode)).

@@ -591,47 +591,10 @@ func (w *writer) controllerSection() {
 	w.p("")
 	w.image(plotController, "Controller step latencies")
 	w.image(plotRSS, "Controller resident memory")
-	admit := s.Steps[scale.StepAdmit]
-	if len(admit) > 0 && results.Percentile(admit, 99) >= 1 {
-		w.p("A migration that waits for a slot is not woken when one frees: the controller requeues it")
-		w.p("every 5 s (`slotPollInterval` in internal/controller/podmigration_controller.go), so its")
-		w.p("admission waits up to 5 s after the slot freed (p50 %.2f s, p99 %.2f s here). A faster path",
-			results.Percentile(admit, 50), results.Percentile(admit, 99))
-		w.p("would enqueue the waiting migrations of the cluster (and of the freed source node) when a")
-		w.p("running migration leaves the slots, from the PodMigration watch the controller already has,")
-		w.p("and keep the poll only as a fallback.")
-		w.p("")
-	}
-	w.wakeSection()
-}
-
-// wakeSection compares the scale part with the wake-up prototype.
-func (w *writer) wakeSection() {
-	s, p := w.res.Scale, w.res.ScaleWake
-	if s == nil || p == nil || p.Error != "" {
-		return
-	}
-	w.p("### Prototype: waking waiting migrations when a slot frees")
-	w.p("")
-	w.p("The same run again, with the benchmark doing what the faster path would do in the controller:")
-	w.p("a watch sees a migration leave the slots and touches an annotation of the %d oldest migrations", 4)
-	w.p("in Pending, which makes the controller reconcile them at once. The controller is unchanged.")
-	w.p("")
-	w.p("| | as shipped | with wake-up |")
-	w.p("|---|---|---|")
-	for _, name := range scale.Steps {
-		a, b := s.Steps[name], p.Steps[name]
-		if len(a) == 0 || len(b) == 0 {
-			continue
-		}
-		w.p("| %s, p50 / p99 | %.3f / %.3f | %.3f / %.3f |", name, results.Percentile(a, 50), results.Percentile(a, 99),
-			results.Percentile(b, 50), results.Percentile(b, 99))
-	}
-	w.p("| Wall time | %.1f s | %.1f s |", s.WallSeconds, p.WallSeconds)
-	w.p("| Controller CPU time | %.1f s | %.1f s |", s.CPUSeconds, p.CPUSeconds)
-	w.p("| Controller peak RSS | %.1f MiB | %.1f MiB |", s.PeakRSSMiB, p.PeakRSSMiB)
-	w.p("| Most running / leaving one node | %d / %d | %d / %d |", s.MaxRunning, s.MaxOutboundObs, p.MaxRunning,
-		p.MaxOutboundObs)
+	w.p("A migration that waits for a slot is reconciled as soon as a running migration leaves the")
+	w.p("slots: the controller's PodMigration watch enqueues the oldest waiting migrations of the cluster")
+	w.p("and of the freed source node (internal/controller/wake.go). A requeue every 5 s remains as the")
+	w.p("fallback for the others.")
 	w.p("")
 }
 

@@ -24,20 +24,16 @@ type Results struct {
 	// Runs is the number of runs per size.
 	Runs int `json:"runs"`
 
-	Migrations   []Run  `json:"migrations,omitempty"`
-	RuntimeFloor []Run  `json:"runtimeFloor,omitempty"`
-	CRIUFloor    []Run  `json:"criuFloor,omitempty"`
-	PageServer   []Run  `json:"pageServer,omitempty"`
-	ImagePrep    []Run  `json:"imagePrep,omitempty"`
-	Transfer     []Run  `json:"transfer,omitempty"`
-	Scale        *Scale `json:"scale,omitempty"`
-	// ScaleWake is the scale part again with the benchmark waking waiting
-	// migrations when a slot frees, the prototype of an event-driven
-	// admission.
-	ScaleWake *Scale         `json:"scaleWake,omitempty"`
-	Notes     []string       `json:"notes,omitempty"`
-	Errors    []string       `json:"errors,omitempty"`
-	Extra     map[string]any `json:"extra,omitempty"`
+	Migrations   []Run          `json:"migrations,omitempty"`
+	RuntimeFloor []Run          `json:"runtimeFloor,omitempty"`
+	CRIUFloor    []Run          `json:"criuFloor,omitempty"`
+	PageServer   []Run          `json:"pageServer,omitempty"`
+	ImagePrep    []Run          `json:"imagePrep,omitempty"`
+	Transfer     []Run          `json:"transfer,omitempty"`
+	Scale        *Scale         `json:"scale,omitempty"`
+	Notes        []string       `json:"notes,omitempty"`
+	Errors       []string       `json:"errors,omitempty"`
+	Extra        map[string]any `json:"extra,omitempty"`
 }
 
 // Host describes the machine and the software the run used.

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,10 +53,7 @@ type Options struct {
 	Concurrency int
 	// Timeout bounds the wait for every migration to finish.
 	Timeout time.Duration
-	// WakeWaiting runs the prototype of an event-driven admission (see
-	// wakeWaiting) next to the controller.
-	WakeWaiting bool
-	Log         func(format string, args ...any)
+	Log     func(format string, args ...any)
 }
 
 // Run runs the benchmark. KUBEBUILDER_ASSETS must name a directory with
@@ -131,11 +127,6 @@ func run(ctx context.Context, opts Options, out *results.Scale) error {
 	rec, err := startRecorder(ctx, cfg, scheme)
 	if err != nil {
 		return err
-	}
-	if opts.WakeWaiting {
-		if err := wakeWaiting(ctx, cfg, scheme, admin); err != nil {
-			return err
-		}
 	}
 	sampler := startSampler(ctx, ctrlProc.Process.Pid)
 	start := time.Now()
@@ -425,73 +416,4 @@ func parallel(n, workers int, f func(int) error) error {
 	close(next)
 	wg.Wait()
 	return first
-}
-
-// wakeAnnotation is the annotation the wake prototype changes on a waiting
-// migration, which makes the controller reconcile it at once.
-const wakeAnnotation = "bench.lpm.dev/woken"
-
-// wakeBatch is how many waiting migrations the prototype wakes per freed
-// slot: the controller admits whichever reconciles first.
-const wakeBatch = 4
-
-// wakeWaiting is the prototype of an event-driven admission, run by the
-// benchmark instead of the controller: each time a migration leaves the
-// slots, it touches the oldest waiting migrations, so the controller
-// reconciles them at once instead of at its next 5 s poll.
-func wakeWaiting(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, c client.Client) error {
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	w, err := wc.Watch(ctx, &lpmv1.PodMigrationList{}, client.InNamespace(Namespace))
-	if err != nil {
-		return err
-	}
-	go func() {
-		defer w.Stop()
-		held := map[string]bool{}
-		for ev := range w.ResultChan() {
-			pm, ok := ev.Object.(*lpmv1.PodMigration)
-			if !ok {
-				continue
-			}
-			now := running(pm.Status.Phase)
-			if held[pm.Name] && !now {
-				wakeOldest(ctx, c)
-			}
-			held[pm.Name] = now
-		}
-	}()
-	return nil
-}
-
-// wakeOldest touches the wakeBatch oldest migrations in Pending.
-func wakeOldest(ctx context.Context, c client.Client) {
-	var list lpmv1.PodMigrationList
-	if err := c.List(ctx, &list, client.InNamespace(Namespace)); err != nil {
-		return
-	}
-	var waiting []lpmv1.PodMigration
-	for _, m := range list.Items {
-		if m.Status.Phase == lpmv1.PhasePending {
-			waiting = append(waiting, m)
-		}
-	}
-	sort.Slice(waiting, func(i, j int) bool {
-		a, b := waiting[i].CreationTimestamp, waiting[j].CreationTimestamp
-		if !a.Equal(&b) {
-			return a.Before(&b)
-		}
-		return waiting[i].Name < waiting[j].Name
-	})
-	for i := range waiting[:min(wakeBatch, len(waiting))] {
-		m := &waiting[i]
-		patch := client.MergeFrom(m.DeepCopy())
-		if m.Annotations == nil {
-			m.Annotations = map[string]string{}
-		}
-		m.Annotations[wakeAnnotation] = time.Now().Format(time.RFC3339Nano)
-		_ = c.Patch(ctx, m, patch)
-	}
 }

@@ -182,17 +182,9 @@ func run(ctx context.Context, o options) error {
 		logf("controller scale: %d PodMigrations on %d nodes", o.scaleMigrations, o.scaleNodes)
 		res.Scale = scale.Run(ctx, scale.Options{RepoDir: o.repo, Controller: controllerBin,
 			Migrations: o.scaleMigrations,
-			Nodes:      o.scaleNodes, Concurrency: o.scaleWorkers, Timeout: 30 * time.Minute, Log: logf})
+			Nodes: o.scaleNodes, Concurrency: o.scaleWorkers, Timeout: 30 * time.Minute, Log: logf})
 		if res.Scale.Error != "" {
 			res.Errors = append(res.Errors, "scale: "+res.Scale.Error)
-		}
-		save()
-		logf("controller scale again, with the benchmark waking waiting migrations when a slot frees")
-		res.ScaleWake = scale.Run(ctx, scale.Options{RepoDir: o.repo, Controller: controllerBin,
-			Migrations: o.scaleMigrations, Nodes: o.scaleNodes, Concurrency: o.scaleWorkers,
-			Timeout: 30 * time.Minute, WakeWaiting: true, Log: logf})
-		if res.ScaleWake.Error != "" {
-			res.Errors = append(res.Errors, "scale with wake-up: "+res.ScaleWake.Error)
 		}
 	}
 	res.Finished = time.Now()
@@ -293,7 +285,7 @@ func keepParts(res, old *results.Results, run map[string]bool) {
 		res.PageServer = old.PageServer
 	}
 	if !run["scale"] {
-		res.Scale, res.ScaleWake = old.Scale, old.ScaleWake
+		res.Scale = old.Scale
 	}
 	if !run["migrate"] && !run["floor"] && !run["criu"] && !run["pageserver"] {
 		res.Sizes, res.Runs, res.Started = old.Sizes, old.Runs, old.Started
