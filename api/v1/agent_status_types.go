@@ -154,6 +154,13 @@ type TargetAgentStatus struct {
 	// +optional
 	BytesTotal int64 `json:"bytesTotal,omitempty"`
 
+	// baseImageBytes is the number of base image layer bytes the agent
+	// copied from the source node's agent while preparing, because this
+	// node lacked a container's base image and could not pull it. Layers
+	// this node already held are not copied and not counted.
+	// +optional
+	BaseImageBytes int64 `json:"baseImageBytes,omitempty"`
+
 	// containers describe each container's image on the target node and,
 	// once the restored pod runs, whether the runtime restored it.
 	// +optional

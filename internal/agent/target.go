@@ -59,8 +59,9 @@ func (a *Agent) reconcileTarget(ctx context.Context, pm *lpmv1.PodMigration, rec
 }
 
 // targetPrepare checks that this node restores from checkpoint images and
-// holds each container's base image, pulling it now when it can: a
-// missing base image must fail the migration before the cut (step 3).
+// holds each container's base image, pulling it or carrying it from the
+// source node now when it is missing: a missing base image must fail the
+// migration before the cut (step 3).
 func (a *Agent) targetPrepare(ctx context.Context, pm *lpmv1.PodMigration) error {
 	info, err := a.runtime.Info(ctx)
 	if err != nil {
@@ -78,19 +79,35 @@ func (a *Agent) targetPrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 		}
 		return err
 	}
+	// Pulls and carries share the transfer timeout, which is also how long
+	// the controller waits for Prepared.
+	ctx, cancel := context.WithTimeout(ctx, a.transferTimeout(pm))
+	defer cancel()
+	var outcomes []baseImageOutcome
+	var carriedBytes int64
 	for _, s := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
 		pod.Status.ContainerStatuses...) {
 		if s.State.Running == nil {
 			continue
 		}
-		if err := a.ensureBaseImage(ctx, s, a.transferTimeout(pm)); err != nil {
-			return a.failTarget(ctx, pm, lpmv1.AgentConditionPrepared, lpmv1.ReasonBaseImageUnavailable, err)
+		out, err := a.ensureBaseImage(ctx, pm, s)
+		if err != nil {
+			return a.failTarget(context.WithoutCancel(ctx), pm, lpmv1.AgentConditionPrepared,
+				lpmv1.ReasonBaseImageUnavailable, err)
+		}
+		outcomes = append(outcomes, out)
+		if out.carried != nil {
+			carriedBytes += out.carried.LayerBytes
 		}
 	}
-	return a.patchTarget(ctx, pm, func(s *lpmv1.TargetAgentStatus) {
+	msg := fmt.Sprintf("node %s restores from checkpoint images and holds the base images", a.opts.NodeName)
+	if how := baseImageMessage(outcomes, pm.Status.SourceNode); how != "" {
+		msg += ": " + how
+	}
+	return a.patchTarget(context.WithoutCancel(ctx), pm, func(s *lpmv1.TargetAgentStatus) {
+		s.BaseImageBytes = carriedBytes
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionPrepared, metav1.ConditionTrue,
-			lpmv1.ReasonChecksPassed, fmt.Sprintf("node %s restores from checkpoint images and holds the base "+
-				"images", a.opts.NodeName)))
+			lpmv1.ReasonChecksPassed, msg))
 	})
 }
 
@@ -114,31 +131,6 @@ func restoreProblem(info *runtime.Info) string {
 		return fmt.Sprintf("containerd %s does not restore from checkpoint images (2.1 to 2.3 do)", info.Version)
 	}
 	return ""
-}
-
-// ensureBaseImage makes the image a container runs available here, by the
-// exact reference the runtime recorded (its digest when it was pulled),
-// which is what the checkpoint names as its base. A pull is bounded by
-// timeout, the migration's transfer timeout, which is also how long the
-// controller waits for Prepared.
-func (a *Agent) ensureBaseImage(ctx context.Context, s corev1.ContainerStatus, timeout time.Duration) error {
-	ref := s.ImageID
-	if ref == "" {
-		ref = s.Image
-	}
-	if img, err := a.runtime.CRIImageStatus(ctx, ref); err == nil && img != nil {
-		return nil
-	}
-	if strings.HasPrefix(ref, "sha256:") {
-		return fmt.Errorf("base image %s of container %s is missing and cannot be pulled: it has no repository "+
-			"(it was imported, not pulled, on the source node)", ref, s.Name)
-	}
-	pullCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, err := a.runtime.PullImage(pullCtx, ref, nil); err != nil {
-		return fmt.Errorf("base image %s of container %s is missing and the pull failed: %w", ref, s.Name, err)
-	}
-	return nil
 }
 
 // transferTimeout returns the migration's transfer timeout.

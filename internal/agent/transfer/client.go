@@ -88,23 +88,7 @@ func (s *Source) Open(ctx context.Context, desc ocispec.Descriptor, offset int64
 	if desc.MediaType == ocispec.MediaTypeImageIndex || desc.MediaType == ocispec.MediaTypeImageManifest {
 		kind = "manifests"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/"+kind+"/"+desc.Digest.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("failed to build transfer request: %w", err)
-	}
-	token, err := os.ReadFile(s.tokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the transfer token: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	if kind == "manifests" {
-		req.Header.Set("Accept", desc.MediaType)
-	}
-	if offset > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
-	}
-
-	resp, err := s.client.Do(req)
+	resp, err := s.get(ctx, s.base+"/"+kind+"/"+desc.Digest.String(), offset)
 	if err != nil {
 		return nil, fmt.Errorf("failed to fetch %s: %w", desc.Digest, err)
 	}
@@ -114,6 +98,28 @@ func (s *Source) Open(ctx context.Context, desc ocispec.Descriptor, offset int64
 		return nil, err
 	}
 	return body, nil
+}
+
+// get sends an authenticated GET, asking for the bytes from offset on when
+// offset is positive.
+func (s *Source) get(ctx context.Context, url string, offset int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to build transfer request: %w", err)
+	}
+	token, err := os.ReadFile(s.tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the transfer token: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("failed to send transfer request: %w", err)
+	}
+	return resp, nil
 }
 
 // readBlobResponse checks a source agent's answer for a blob and returns a

@@ -59,12 +59,15 @@ type Catalog interface {
 // Server serves checkpoint images to target agents, as a read-only subset
 // of the OCI distribution API: GET and HEAD of
 // /v2/lpm/<migration UID>/<container>/manifests/<digest> and
-// /v2/lpm/<migration UID>/<container>/blobs/<digest>.
+// /v2/lpm/<migration UID>/<container>/blobs/<digest>. With WithBaseImages
+// it also serves the base images of a migrated pod's containers under
+// /v2/lpm-base/.
 type Server struct {
 	identity     *Identity
 	auth         Authenticator
 	fingerprints Fingerprints
 	catalog      Catalog
+	baseImages   BaseImages
 	clock        clock.PassiveClock
 	log          logr.Logger
 }
@@ -200,6 +203,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, baseImagePrefix) {
+		s.serveBaseImage(w, r, peer)
 		return
 	}
 	rt, err := parseRoute(r.URL.Path)
