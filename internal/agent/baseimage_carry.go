@@ -69,7 +69,7 @@ func authorizeBaseImage(pm *lpmv1.PodMigration, pod *corev1.Pod, req transfer.Ba
 		req.Container)
 }
 
-// containerImageRef returns the reference by which the runtime knows a
+// containerImageRef returns the reference under which the runtime stores a
 // container's image: the image ID the kubelet reports (the CRI's image
 // reference, a repository digest or a bare image ID), else its image.
 func containerImageRef(s corev1.ContainerStatus) string {

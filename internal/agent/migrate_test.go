@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -560,16 +561,23 @@ func TestMigrationFailures(t *testing.T) {
 		w.removePod(a, pod.Name, criPod)
 	})
 
-	t.Run("base image missing on the target", func(t *testing.T) {
+	t.Run("base image missing on both nodes", func(t *testing.T) {
 		w.t = t
 		// The source node knows this image by name and ID only, as after
-		// loading it from a file: the target cannot pull it.
+		// loading it from a file: the target cannot pull it. Once it is
+		// removed on the source, the target cannot carry it either.
 		image := "localhost/lpm-test/imported:v1"
 		testenv.ImportCounterImage(w.ctx, t, a.rt, image)
 		src := w.runCounterFrom(a, "imported", image, nil)
+		if err := a.rt.RemoveImage(w.ctx, image); err != nil {
+			t.Fatal(err)
+		}
 		pm := w.newMigration(src, b.name, nil)
-		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionPrepared), "target Prepared",
-			lpmv1.ReasonBaseImageUnavailable)
+		c := w.waitCondition(pm, "target", lpmv1.AgentConditionPrepared)
+		requireFalse(t, c, "target Prepared", lpmv1.ReasonBaseImageUnavailable)
+		if !strings.Contains(c.Message, "cannot be pulled") || !strings.Contains(c.Message, "carrying it from node") {
+			t.Errorf("target Prepared message = %q, want it to say what was tried", c.Message)
+		}
 		if st := taskState(t, w.ctx, a, src.id); st != runtime.TaskRunning {
 			t.Errorf("source task = %s, want running: the migration must fail before the cut", st)
 		}
