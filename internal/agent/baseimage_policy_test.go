@@ -92,7 +92,9 @@ func TestAuthorizeBaseImage(t *testing.T) {
 		{name: "container not in the pod", pm: migration(nil), pod: pod(nil), container: "debug", peer: "node-b",
 			wantErr: transfer.ErrForbidden},
 		{name: "container without image", pm: migration(nil), peer: "node-b", wantErr: transfer.ErrNotFound,
-			pod: pod(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].ImageID, p.Status.ContainerStatuses[0].Image = "", "" })},
+			pod: pod(func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].ImageID, p.Status.ContainerStatuses[0].Image = "", ""
+			})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := request
