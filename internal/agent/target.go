@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -47,6 +48,12 @@ func (a *Agent) reconcileTarget(ctx context.Context, pm *lpmv1.PodMigration, rec
 	case pm.Status.Phase == lpmv1.PhasePending || pm.Status.Phase == "":
 		if isTrue(targetCondition(pm, lpmv1.AgentConditionPrepared)) || pm.Status.TargetNode == "" {
 			return reconcile.Result{}, nil
+		}
+		// The cache may not show this agent's last Prepared yet. Another
+		// pass would find the base images present and overwrite the
+		// report of how they came here.
+		if prepared, err := a.preparedNow(ctx, pm); err != nil || prepared {
+			return reconcile.Result{}, err
 		}
 		return reconcile.Result{}, a.targetPrepare(ctx, pm)
 	case pm.Status.RestoredPod != "" && isTrue(targetCondition(pm, lpmv1.AgentConditionImagesReady)):
@@ -109,6 +116,16 @@ func (a *Agent) targetPrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionPrepared, metav1.ConditionTrue,
 			lpmv1.ReasonChecksPassed, msg))
 	})
+}
+
+// preparedNow reads the PodMigration from the API server and reports
+// whether this agent's Prepared condition is already True.
+func (a *Agent) preparedNow(ctx context.Context, pm *lpmv1.PodMigration) (bool, error) {
+	cur := &lpmv1.PodMigration{}
+	if err := a.reader.Get(ctx, types.NamespacedName{Namespace: pm.Namespace, Name: pm.Name}, cur); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return cur.UID == pm.UID && isTrue(targetCondition(cur, lpmv1.AgentConditionPrepared)), nil
 }
 
 // restoreProblem mirrors the capability check: containerd restores in
