@@ -40,6 +40,38 @@ func FuzzParseRoute(f *testing.F) {
 	})
 }
 
+// FuzzParseBaseImageRoute checks that no base image path the server
+// accepts names anything but Kubernetes names and a sha256 digest or the
+// root tag.
+func FuzzParseBaseImageRoute(f *testing.F) {
+	d := digest.FromString("x").String()
+	for _, p := range []string{
+		"/v2/lpm-base/default/move-web/" + migrationUID + "/counter/blobs/" + d,
+		"/v2/lpm-base/default/move.web/" + migrationUID + "/counter/manifests/base",
+		"/v2/lpm-base/default/../" + migrationUID + "/counter/blobs/" + d,
+		"/v2/lpm-base/default/.move/" + migrationUID + "/counter/blobs/sha256:..%2f..",
+	} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		r, err := parseBaseImageRoute(path)
+		if err != nil {
+			return
+		}
+		for _, part := range []string{r.req.Namespace, r.req.MigrationUID, r.req.Container} {
+			if part == "" || strings.ContainsAny(part, "/.%\\\x00") {
+				t.Errorf("parseBaseImageRoute(%q) accepted path part %q", path, part)
+			}
+		}
+		if r.req.Name == "" || strings.ContainsAny(r.req.Name, "/%\\\x00") || strings.Contains(r.req.Name, "..") {
+			t.Errorf("parseBaseImageRoute(%q) accepted migration name %q", path, r.req.Name)
+		}
+		if !r.root && (r.reference.Validate() != nil || r.reference.Algorithm() != digest.SHA256) {
+			t.Errorf("parseBaseImageRoute(%q) accepted digest %q", path, r.reference)
+		}
+	})
+}
+
 // FuzzBlobResponse feeds arbitrary answers of a source agent to the
 // client's response handling: whatever it delivers without an error must be
 // exactly the blob's bytes from the requested offset. A resumed (206)
