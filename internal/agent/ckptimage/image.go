@@ -88,7 +88,7 @@ func Build(src Source) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid archive digest %q: %w", src.Archive.Digest, err)
 	}
-	layer := &archiveLayer{path: src.ArchivePath, digest: layerDigest, size: src.Archive.Size}
+	layer := FileLayer(src.ArchivePath, layerDigest, src.Archive.Size, "checkpoint archive")
 
 	img, err := buildManifest(src, layer)
 	if err != nil {
@@ -109,11 +109,11 @@ func Build(src Source) (*Image, error) {
 	if out.Config, err = img.RawConfigFile(); err != nil {
 		return nil, fmt.Errorf("failed to serialise the image config: %w", err)
 	}
-	out.Layer = v1.Descriptor{MediaType: types.OCIUncompressedLayer, Size: layer.size, Digest: layerDigest}
+	out.Layer = v1.Descriptor{MediaType: types.OCIUncompressedLayer, Size: src.Archive.Size, Digest: layerDigest}
 	return out, nil
 }
 
-func buildManifest(src Source, layer *archiveLayer) (v1.Image, error) {
+func buildManifest(src Source, layer v1.Layer) (v1.Image, error) {
 	created := src.Archive.Config.CheckpointedAt
 	if created.IsZero() {
 		created = time.Unix(0, 0)
@@ -185,29 +185,33 @@ func (img *Image) TotalBytes() int64 {
 	return int64(len(img.Index)+len(img.Manifest)+len(img.Config)) + img.Layer.Size
 }
 
-// archiveLayer is a v1.Layer backed by the archive file, uncompressed. Its
-// digest and diff ID are the same, computed before by archive.Inspect.
-type archiveLayer struct {
+// FileLayer returns a v1.Layer that reads an uncompressed layer from the
+// file at path, whose digest (and so diff ID) was computed before. what
+// names the file in errors, such as "checkpoint archive".
+func FileLayer(path string, digest v1.Hash, size int64, what string) v1.Layer {
+	return &fileLayer{path: path, digest: digest, size: size, what: what}
+}
+
+type fileLayer struct {
 	path   string
 	digest v1.Hash
 	size   int64
+	what   string
 }
 
-var _ v1.Layer = (*archiveLayer)(nil)
-
-func (l *archiveLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
-func (l *archiveLayer) DiffID() (v1.Hash, error)            { return l.digest, nil }
-func (l *archiveLayer) Size() (int64, error)                { return l.size, nil }
-func (l *archiveLayer) MediaType() (types.MediaType, error) { return types.OCIUncompressedLayer, nil }
-func (l *archiveLayer) Compressed() (io.ReadCloser, error)  { return l.open() }
-func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
+func (l *fileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.digest, nil }
+func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCIUncompressedLayer, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return l.open() }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	return l.open()
 }
 
-func (l *archiveLayer) open() (io.ReadCloser, error) {
+func (l *fileLayer) open() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open checkpoint archive %q: %w", l.path, err)
+		return nil, fmt.Errorf("failed to open %s %q: %w", l.what, l.path, err)
 	}
 	return f, nil
 }
@@ -251,8 +255,8 @@ func (m RawManifest) MediaType() (types.MediaType, error) { return m.Type, nil }
 // ArchiveLayer returns the image's layer as a v1.Layer that reads the
 // archive, for pushing it to a registry.
 func (img *Image) ArchiveLayer() v1.Layer {
-	return &archiveLayer{path: img.ArchivePath, digest: v1.Hash{Algorithm: "sha256",
-		Hex: img.Layer.Digest.Hex}, size: img.Layer.Size}
+	return FileLayer(img.ArchivePath, v1.Hash{Algorithm: "sha256", Hex: img.Layer.Digest.Hex}, img.Layer.Size,
+		"checkpoint archive")
 }
 
 // ErrUnknownBlob reports a digest that is not part of the image.

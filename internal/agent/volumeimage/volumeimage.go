@@ -225,7 +225,7 @@ func buildImage(src Source, stats volumedata.Stats, layerDigest v1.Hash, size in
 	if err != nil {
 		return nil, fmt.Errorf("failed to set the image config: %w", err)
 	}
-	layer := &fileLayer{path: src.LayerPath, digest: layerDigest, size: size}
+	layer := ckptimage.FileLayer(src.LayerPath, layerDigest, size, "volume data layer")
 	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, MediaType: types.OCIUncompressedLayer,
 		History: v1.History{Created: created, CreatedBy: "lpm volume data"}})
 	if err != nil {
@@ -262,31 +262,4 @@ func annotations(src Source, stats volumedata.Stats) map[string]string {
 		AnnotationVolumes:                strings.Join(names, ","),
 		AnnotationDataBytes:              fmt.Sprint(stats.DataBytes),
 	}
-}
-
-// fileLayer is a v1.Layer backed by the layer file, uncompressed, with its
-// digest computed before.
-type fileLayer struct {
-	path   string
-	digest v1.Hash
-	size   int64
-}
-
-var _ v1.Layer = (*fileLayer)(nil)
-
-func (l *fileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
-func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.digest, nil }
-func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
-func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCIUncompressedLayer, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return l.open() }
-func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
-	return l.open()
-}
-
-func (l *fileLayer) open() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the volume data layer %q: %w", l.path, err)
-	}
-	return f, nil
 }
