@@ -82,7 +82,11 @@ func containerImageRef(s corev1.ContainerStatus) string {
 // baseImageServer serves the base images of the pods this node's agent
 // moves away (transfer.BaseImages).
 type baseImageServer struct {
+	// client reads pods from the cache. reader reads PodMigrations from
+	// the API server, because the target agent may act on a target node
+	// that this node's cache has not seen yet.
 	client   client.Reader
+	reader   client.Reader
 	runtime  *runtime.Runtime
 	nodeName string
 	platform ocispec.Platform
@@ -92,7 +96,7 @@ type baseImageServer struct {
 func (b *baseImageServer) BaseImage(ctx context.Context, peer *transfer.Peer,
 	req transfer.BaseImageRequest) (*transfer.BaseImage, error) {
 	pm := &lpmv1.PodMigration{}
-	if err := b.client.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: req.Name}, pm); err != nil {
+	if err := b.reader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: req.Name}, pm); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("failed to get PodMigration %s/%s: %w", req.Namespace, req.Name, err)
 		}

@@ -101,8 +101,8 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg Config) (*runtime.Runti
 		&Fingerprints{Client: mgr.GetClient()},
 		&Catalog{Client: mgr.GetClient(), Offers: offers, Store: store, NodeName: cfg.NodeName},
 		cfg.Clock, ctrl.Log.WithName("transfer")).
-		WithBaseImages(&baseImageServer{client: mgr.GetClient(), runtime: rt, nodeName: cfg.NodeName,
-			platform: cfg.Platform})
+		WithBaseImages(&baseImageServer{client: mgr.GetClient(), reader: mgr.GetAPIReader(), runtime: rt,
+			nodeName: cfg.NodeName, platform: cfg.Platform})
 	listen := cfg.TransferListen
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return server.ListenAndServe(ctx, listen)
