@@ -22,8 +22,8 @@ import (
 )
 
 // CRIImageLabel is the label with which containerd's CRI plugin (v2.3)
-// marks the image records it manages. A record without it is relabelled
-// by the CRI plugin when it sees the record's create event.
+// marks the image records it manages. The CRI plugin adds it to a record
+// without it when it receives the record's create event.
 const CRIImageLabel = "io.cri-containerd.image"
 
 // ErrBaseImageNotServed reports an image whose content this node does not
@@ -319,7 +319,7 @@ func (r *Runtime) writeParents(ctx context.Context, req ImportRequest, ic *Image
 }
 
 // createCRIImages creates or updates image records that target root, with
-// the label that tells the CRI plugin it manages them.
+// the label that marks them as managed by the CRI plugin.
 func (r *Runtime) createCRIImages(ctx context.Context, names []string, root ocispec.Descriptor) error {
 	store := r.client.ImageService()
 	for _, name := range names {

@@ -174,7 +174,7 @@ func (s *Server) serveBaseImage(w http.ResponseWriter, r *http.Request, peer *Pe
 	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
 	w.Header().Set("Content-Type", desc.MediaType)
 	w.Header().Set("Content-Length", strconv.FormatInt(blob.Size(), 10))
-	// ServeContent answers Range requests, which a target uses to resume.
+	// ServeContent handles Range requests, which a target uses to resume.
 	http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(blob, 0, blob.Size()))
 }
 
@@ -204,6 +204,7 @@ func (s *Source) Root(ctx context.Context, want digest.Digest) (ocispec.Descript
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return ocispec.Descriptor{}, nil, &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(data))}
 	}
+
 	sent, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("source agent sent an invalid digest %q: %w",
@@ -212,6 +213,7 @@ func (s *Source) Root(ctx context.Context, want digest.Digest) (ocispec.Descript
 	if want != "" && sent != want {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("%w: the source's image is %s, want %s", ErrDigest, sent, want)
 	}
+
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRootBytes+1))
 	if err != nil {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("failed to read the base image's root: %w", err)
