@@ -182,7 +182,7 @@ func run(ctx context.Context, o options) error {
 		logf("controller scale: %d PodMigrations on %d nodes", o.scaleMigrations, o.scaleNodes)
 		res.Scale = scale.Run(ctx, scale.Options{RepoDir: o.repo, Controller: controllerBin,
 			Migrations: o.scaleMigrations,
-			Nodes: o.scaleNodes, Concurrency: o.scaleWorkers, Timeout: 30 * time.Minute, Log: logf})
+			Nodes:      o.scaleNodes, Concurrency: o.scaleWorkers, Timeout: 30 * time.Minute, Log: logf})
 		if res.Scale.Error != "" {
 			res.Errors = append(res.Errors, "scale: "+res.Scale.Error)
 		}
