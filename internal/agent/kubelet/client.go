@@ -176,6 +176,10 @@ func (c *Client) post(ctx context.Context, target string) (int, []byte, error) {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	if err == nil {
+		// An answer that arrives after the deadline is not used.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return 0, nil, transportError(ctx, err)
 	}

@@ -62,7 +62,8 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(k.delay):
 		case <-r.Context().Done():
-			return
+			// Abort without the 200 that returning would send.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	w.WriteHeader(k.status)
