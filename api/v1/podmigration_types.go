@@ -90,7 +90,7 @@ type PodMigrationSpec struct {
 type Timeouts struct {
 	// checkpoint bounds the checkpoint of all of the pod's containers. It is
 	// passed to the kubelet's checkpoint call. Between 1s and 1h; defaults
-	// to 2m.
+	// to the controller's --default-checkpoint-timeout (2m unless set).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
@@ -101,7 +101,8 @@ type Timeouts struct {
 	// target node and importing them there. Before the checkpoint it also
 	// bounds the agents' preparation, in which the target node pulls the
 	// base images it lacks, counted from the controller's own checks.
-	// Between 1s and 6h; defaults to 10m.
+	// Between 1s and 6h; defaults to the controller's
+	// --default-transfer-timeout (10m unless set).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
@@ -109,7 +110,8 @@ type Timeouts struct {
 	Transfer *metav1.Duration `json:"transfer,omitempty"`
 
 	// restore bounds the time from creating the restored pod to verifying
-	// it, settle window included. Between 1s and 1h; defaults to 5m.
+	// it, settle window included. Between 1s and 1h; defaults to the
+	// controller's --default-restore-timeout (5m unless set).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
@@ -117,7 +119,8 @@ type Timeouts struct {
 	Restore *metav1.Duration `json:"restore,omitempty"`
 
 	// overall bounds the whole migration, from creation to success. Between
-	// 1s and 12h; defaults to 30m.
+	// 1s and 12h; defaults to the controller's --default-overall-timeout
+	// (30m unless set).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
