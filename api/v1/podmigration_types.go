@@ -145,12 +145,14 @@ type Transfer struct {
 // RegistryTransfer names the registry repository that carries the images.
 type RegistryTransfer struct {
 	// repository is the image repository to push the checkpoint images to,
-	// for example "registry.example.com:5000/team/checkpoints". Each image
+	// for example "registry.example.com:5000/team/checkpoints". It must name
+	// the registry's host: there is no default registry. Each image
 	// gets a tag derived from the pod, the container and the migration.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][a-zA-Z0-9.:_/-]*$`
+	// +kubebuilder:validation:XValidation:rule="self.contains('/') && (self.split('/')[0].contains('.') || self.split('/')[0].contains(':') || self.split('/')[0] == 'localhost')",message="repository must start with the registry's host, for example registry.example.com/team/checkpoints: checkpoint images hold the pod's memory and are never pushed to a default registry"
 	Repository string `json:"repository"`
 
 	// pullSecretName names a kubernetes.io/dockerconfigjson Secret in the

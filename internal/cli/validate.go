@@ -84,6 +84,15 @@ func validateObjectName(label, name string) error {
 	return nil
 }
 
+// hasRegistryHost reports whether the first component of an image
+// repository names a registry host (it holds a dot or a port, or is
+// localhost), rather than leaving the registry to a default such as
+// Docker Hub.
+func hasRegistryHost(repository string) bool {
+	host, _, ok := strings.Cut(repository, "/")
+	return ok && (strings.ContainsAny(host, ".:") || host == "localhost")
+}
+
 // validateRepository returns a usage error unless repository is an image
 // repository without a tag or digest.
 func validateRepository(repository string) error {
@@ -94,16 +103,21 @@ func validateRepository(repository string) error {
 			"at most %d characters, for example registry.example.com:5000/team/checkpoints",
 			repository, maxRepositoryLen)
 	}
+	if !hasRegistryHost(repository) {
+		return usageErrorf("invalid --registry %q: must start with the registry's host, for example "+
+			"registry.example.com/team/checkpoints; lpm does not default to a public registry", repository)
+	}
 	return nil
 }
 
 // parseTransferMode maps the --transfer value to a TransferMode. An empty
-// value means the default, Direct, unless a registry repository is given.
+// value means the default, Direct; a registry repository alone is an error.
 func parseTransferMode(value, registry string) (lpmv1.TransferMode, error) {
 	switch strings.ToLower(value) {
 	case "":
 		if registry != "" {
-			return lpmv1.TransferModeRegistry, nil
+			return "", usageErrorf("--registry needs --transfer registry: the checkpoint images hold the " +
+				"pod's memory, so lpm pushes them to a registry only when asked to")
 		}
 		return "", nil
 	case "direct":

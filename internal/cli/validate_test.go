@@ -51,10 +51,25 @@ func TestBuildSpec(t *testing.T) {
 			}},
 		},
 		{
-			name:    "registry alone implies registry transfer",
+			name:    "registry alone",
 			request: migrationRequest{podName: "web", registry: "registry.example.com/ops"},
+			wantErr: "--registry needs --transfer registry",
+		},
+		{
+			name:    "repository without a registry host",
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "foo"},
+			wantErr: "must start with the registry's host",
+		},
+		{
+			name:    "repository on Docker Hub by default",
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "team/checkpoints"},
+			wantErr: "must start with the registry's host",
+		},
+		{
+			name:    "repository on localhost",
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "localhost/ops"},
 			wantSpec: lpmv1.PodMigrationSpec{PodName: "web", Transfer: &lpmv1.Transfer{
-				Mode: lpmv1.TransferModeRegistry, Registry: &lpmv1.RegistryTransfer{Repository: "registry.example.com/ops"},
+				Mode: lpmv1.TransferModeRegistry, Registry: &lpmv1.RegistryTransfer{Repository: "localhost/ops"},
 			}},
 		},
 		{
@@ -94,12 +109,12 @@ func TestBuildSpec(t *testing.T) {
 		},
 		{
 			name:    "repository with a tag",
-			request: migrationRequest{podName: "web", registry: "registry.example.com/ops:latest"},
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "registry.example.com/ops:latest"},
 			wantErr: "without a tag or digest",
 		},
 		{
 			name:    "repository with a digest",
-			request: migrationRequest{podName: "web", registry: "registry.example.com/ops@sha256:00"},
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "registry.example.com/ops@sha256:00"},
 			wantErr: "without a tag or digest",
 		},
 		{
@@ -124,7 +139,7 @@ func TestBuildSpec(t *testing.T) {
 		},
 		{
 			name: "invalid pull secret name",
-			request: migrationRequest{podName: "web", registry: "registry.example.com/ops",
+			request: migrationRequest{podName: "web", transfer: "registry", registry: "registry.example.com/ops",
 				pullSecret: "Creds!"},
 			wantErr: `invalid --pull-secret "Creds!"`,
 		},

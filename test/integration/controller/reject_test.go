@@ -279,6 +279,10 @@ func TestRejectedByAPIServer(t *testing.T) {
 		{name: "registry without repository", mutate: func(m *lpmv1.PodMigration) {
 			m.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry}
 		}, wantErr: "transfer.registry is required when transfer.mode is Registry"},
+		{name: "repository without a registry host", mutate: func(m *lpmv1.PodMigration) {
+			m.Spec.Transfer = &lpmv1.Transfer{Mode: lpmv1.TransferModeRegistry,
+				Registry: &lpmv1.RegistryTransfer{Repository: "team/checkpoints"}}
+		}, wantErr: "repository must start with the registry's host"},
 		{name: "unknown source policy", mutate: func(m *lpmv1.PodMigration) { m.Spec.SourcePolicy = "Move" },
 			wantErr: "spec.sourcePolicy"},
 	}
