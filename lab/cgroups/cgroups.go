@@ -144,6 +144,15 @@ func killProcesses(dirs []string) {
 	}
 }
 
+// Thaw thaws every frozen cgroup in root, in any hierarchy. A process in
+// a frozen cgroup does not die of SIGKILL until it is thawed, and a PID
+// namespace's init does not exit while such a process remains.
+func Thaw(root string) {
+	for _, dir := range Exists(root) {
+		thaw(dir)
+	}
+}
+
 func thaw(dir string) {
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {

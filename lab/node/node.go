@@ -325,6 +325,8 @@ func (n *Node) setupNetwork(ctx context.Context) error {
 // it. Stop on a node that is not running removes what remains of it.
 func (n *Node) Stop() error {
 	var errs []error
+	// A container that a migration left paused would outlive SIGKILL.
+	cgroups.Thaw(n.CgroupRoot())
 	p, err := proc.ReadFile(n.anchorFile())
 	switch {
 	case err == nil:
