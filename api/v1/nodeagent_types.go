@@ -174,6 +174,7 @@ type CRIUConfigFile struct {
 // +kubebuilder:printcolumn:name="Restore",type=string,JSONPath=`.status.conditions[?(@.type=="RestoreSupported")].status`
 // +kubebuilder:printcolumn:name="Runtime",type=string,JSONPath=`.status.capabilities.runtimeVersion`
 // +kubebuilder:printcolumn:name="CRIU",type=string,JSONPath=`.status.capabilities.criuVersion`
+// +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.heartbeatTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // NodeAgent is what the lpm agent of one node publishes about it: whether
