@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -76,7 +77,16 @@ func fixtureMigration() *lpmv1.PodMigration {
 	}
 }
 
+// fixtureLease returns node's Lease as its kubelet last renewed it.
+func fixtureLease(node string, renewed time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
+		Spec:       coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: renewed}},
+	}
+}
+
 // fixtureWorld returns what a reconcile observes for the fixtures at now.
+// The target node's kubelet renewed its Lease at now.
 func fixtureWorld(now time.Time) *world {
 	a, b := fixtureAgent("node-a"), fixtureAgent("node-b")
 	a.Status.HeartbeatTime = &metav1.Time{Time: now}
@@ -88,6 +98,7 @@ func fixtureWorld(now time.Time) *world {
 		sourceAgent: a,
 		targetAgent: b,
 		targetNode:  fixtureNode("node-b"),
+		targetLease: fixtureLease("node-b", now),
 		cluster: &preflight.Cluster{
 			Nodes:      []corev1.Node{*fixtureNode("node-a"), *fixtureNode("node-b")},
 			PodsByNode: map[string][]corev1.Pod{"node-a": {*fixturePod()}},

@@ -1,9 +1,12 @@
 package controller
 
 import (
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
@@ -53,6 +56,19 @@ func ManagerOptions(scheme *runtime.Scheme, c ManagerConfig) ctrl.Options {
 		LeaderElectionReleaseOnCancel: true,
 		// The controller watches every pod; their managed fields are the
 		// largest part of them and it never reads them.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject:         CacheByObject(),
+		},
+	}
+}
+
+// CacheByObject returns the per-kind options that the controller's cache
+// needs: it caches Leases only in kube-node-lease, where each kubelet
+// renews its node's Lease, and not the leader election Leases of every
+// other component.
+func CacheByObject() map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
+		&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{corev1.NamespaceNodeLease: {}}},
 	}
 }

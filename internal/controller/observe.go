@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +21,7 @@ const (
 	indexPodName     = "spec.podName"
 	indexRestoredPod = "status.restoredPod"
 	indexNodeName    = "spec.nodeName"
+	indexTargetNode  = "status.targetNode"
 )
 
 // world is the state of the cluster that one reconcile observed. A nil
@@ -40,6 +42,9 @@ type world struct {
 	// targetNode is the node named status.targetNode, or spec.targetNode
 	// before the controller recorded it.
 	targetNode *corev1.Node
+	// targetLease is the target node's Lease in kube-node-lease, which its
+	// kubelet renews. It is read only while the migration is Restoring.
+	targetLease *coordinationv1.Lease
 	// cluster is filled in while the migration is Pending.
 	cluster *preflight.Cluster
 	// migrations are the PodMigrations in the cluster, for the caps and
@@ -80,6 +85,11 @@ func (r *PodMigrationReconciler) observe(ctx context.Context, m *lpmv1.PodMigrat
 
 	if m.Status.Phase == "" || m.Status.Phase == lpmv1.PhasePending {
 		if err := r.observeCluster(ctx, m, w, targetNode); err != nil {
+			return nil, err
+		}
+	}
+	if m.Status.Phase == lpmv1.PhaseRestoring && targetNode != "" {
+		if w.targetLease, err = r.getNodeLease(ctx, targetNode); err != nil {
 			return nil, err
 		}
 	}
@@ -190,6 +200,18 @@ func (r *PodMigrationReconciler) getAgent(ctx context.Context, node string) (*lp
 		return nil, fmt.Errorf("failed to get NodeAgent %q: %w", node, err)
 	}
 	return agent, nil
+}
+
+func (r *PodMigrationReconciler) getNodeLease(ctx context.Context, node string) (*coordinationv1.Lease, error) {
+	lease := &coordinationv1.Lease{}
+	key := types.NamespacedName{Namespace: corev1.NamespaceNodeLease, Name: node}
+	if err := r.Get(ctx, key, lease); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("failed to get the Lease of node %q: %w", node, err)
+	}
+	return lease, nil
 }
 
 // ownedByMigration reports whether the pod is m's restored pod. The

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,11 @@ import (
 // sourceDeletionPoll is how often the controller looks at a source pod that
 // is terminating, in case a pod event is missed.
 const sourceDeletionPoll = 10 * time.Second
+
+// nodeLeaseRecheck is how often the controller looks at the target node's
+// Lease while it waits for a renewal. It matches the kubelet's default
+// renew interval, and the Lease watch usually wakes the migration sooner.
+const nodeLeaseRecheck = 10 * time.Second
 
 // failingWaitingReasons are container waiting reasons after which the
 // restored pod can never start: the kubelet does not retry them on its own.
@@ -84,8 +90,9 @@ func restoredVerified(o *outcome) bool {
 }
 
 // verifyRestoredPod sets Restored to True once the restored pod is Ready,
-// the target agent reports every container restored by the runtime, and no
-// container restarted for the settle window.
+// the target agent reports every container restored by the runtime, no
+// container restarted for the settle window, and the target node's kubelet
+// renewed its Lease after the window ended.
 func verifyRestoredPod(o *outcome, w *world) {
 	pod := w.restored
 	if pod == nil || pod.Name != o.status.RestoredPod {
@@ -122,10 +129,23 @@ func verifyRestoredPod(o *outcome, w *world) {
 		return
 	}
 	o.status.RestoredReadyTime = &metav1.MicroTime{Time: readyAt}
-	if settled := readyAt.Add(settle(o.m)); o.now.Before(settled) {
+	settled := readyAt.Add(settle(o.m))
+	if o.now.Before(settled) {
 		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
 			fmt.Sprintf("pod %s is Ready. Watching it for restarts until %s", pod.Name, settled.UTC().Format(time.RFC3339)))
 		o.requeueAt(settled)
+		return
+	}
+	// The API server shows a dead node's pods Ready until the node
+	// controller notices, 40 seconds by default, which is far longer than
+	// the settle window. Only a Lease that the target's kubelet renewed
+	// after the window ended shows that the node still ran then.
+	if !leaseRenewedSince(w.targetLease, settled) {
+		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
+			fmt.Sprintf("pod %s was Ready through its settle window, which ended at %s. Waiting for the kubelet "+
+				"of node %s to renew its Lease in %s after that time, which shows the node still runs",
+				pod.Name, settled.UTC().Format(time.RFC3339Nano), o.status.TargetNode, corev1.NamespaceNodeLease))
+		o.requeue(nodeLeaseRecheck)
 		return
 	}
 
@@ -136,6 +156,13 @@ func verifyRestoredPod(o *outcome, w *world) {
 		fmt.Sprintf("pod %s on node %s is Ready, restored from its checkpoint and stayed up for %s",
 			pod.Name, o.status.TargetNode, settle(o.m)))
 	o.normal(lpmv1.ReasonVerified, "Verify", o.condition(lpmv1.ConditionRestored).Message)
+}
+
+// leaseRenewedSince reports whether the kubelet renewed its node's Lease at
+// t or later. The target agent's Ready time, from which t is computed, and
+// the renewal both come from the target node's clock.
+func leaseRenewedSince(lease *coordinationv1.Lease, t time.Time) bool {
+	return lease != nil && lease.Spec.RenewTime != nil && !lease.Spec.RenewTime.Time.Before(t)
 }
 
 // restoredReadyTime returns when the restored pod became Ready, as the

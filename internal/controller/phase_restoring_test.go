@@ -118,6 +118,51 @@ func TestStepRestoring(t *testing.T) {
 			wantRequeue:   cleanupTimeout,
 		},
 		{
+			name:      "target lease renewed before settle ended",
+			migration: reportRestored,
+			world: func(w *world) {
+				w.targetLease = fixtureLease("node-b", agentReadyAt.Add(DefaultSettle-time.Microsecond))
+			},
+			now:           agentReadyAt.Add(DefaultSettle + 30*time.Second),
+			wantPhase:     lpmv1.PhaseRestoring,
+			wantRestored:  lpmv1.ReasonSettling,
+			wantReadyTime: agentReadyAt,
+			wantRequeue:   nodeLeaseRecheck,
+		},
+		{
+			name:         "target lease missing",
+			migration:    reportRestored,
+			world:        func(w *world) { w.targetLease = nil },
+			now:          agentReadyAt.Add(DefaultSettle + 30*time.Second),
+			wantPhase:    lpmv1.PhaseRestoring,
+			wantRestored: lpmv1.ReasonSettling,
+			wantRequeue:  nodeLeaseRecheck,
+		},
+		{
+			name:      "target lease renewed right at settle end",
+			migration: reportRestored,
+			world: func(w *world) {
+				w.targetLease = fixtureLease("node-b", agentReadyAt.Add(DefaultSettle))
+			},
+			now:           agentReadyAt.Add(DefaultSettle + 30*time.Second),
+			wantPhase:     lpmv1.PhaseRestoring,
+			wantRestored:  lpmv1.ReasonVerified,
+			wantSource:    lpmv1.ReasonInProgress,
+			wantReadyTime: agentReadyAt,
+			wantDowntime:  2887 * time.Millisecond,
+		},
+		{
+			// A node that died in the settle window renews nothing, and its
+			// restored pod still shows Ready: the restore timeout rolls back.
+			name:      "target lease stale until restore timeout",
+			migration: reportRestored,
+			world: func(w *world) {
+				w.targetLease = fixtureLease("node-b", agentReadyAt.Add(time.Second))
+			},
+			now:       t0.Add(DefaultRestoreTimeout),
+			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonRestoreTimedOut,
+		},
+		{
 			// CleanedUp comes only after the deletion, when the agent has
 			// thawed the killed source.
 			name: "source agent cleaned up without killing",

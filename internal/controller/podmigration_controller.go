@@ -48,6 +48,9 @@ type PodMigrationReconciler struct {
 // +kubebuilder:rbac:groups=lpm.dev,resources=nodeagents,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// Verification reads the target node's Lease in kube-node-lease. The cache
+// watches no other namespace's Leases.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile observes the migration and the cluster, decides the next step

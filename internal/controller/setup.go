@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,7 +26,9 @@ type Options struct {
 
 // SetupWithManager registers the field indexes and the controller with the
 // manager. Besides PodMigrations, it watches the pods a migration moves or
-// creates and the nodes and NodeAgents that preflight reads.
+// creates, the nodes and NodeAgents that preflight reads, and the node
+// Leases that verification reads. The manager's cache must contain the
+// Leases of kube-node-lease (CacheByObject).
 func (r *PodMigrationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := IndexFields(ctx, mgr); err != nil {
 		return err
@@ -37,6 +40,7 @@ func (r *PodMigrationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForPod)).
 		Watches(&lpmv1.NodeAgent{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForNode)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.migrationsForNode)).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.migrationsRestoringOn)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
 			SkipNameValidation:      &opts.SkipNameValidation,
@@ -56,6 +60,14 @@ func IndexFields(ctx context.Context, mgr ctrl.Manager) error {
 	if err := indexer.IndexField(ctx, &lpmv1.PodMigration{}, indexRestoredPod, func(o client.Object) []string {
 		if name := o.(*lpmv1.PodMigration).Status.RestoredPod; name != "" {
 			return []string{name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &lpmv1.PodMigration{}, indexTargetNode, func(o client.Object) []string {
+		if node := o.(*lpmv1.PodMigration).Status.TargetNode; node != "" {
+			return []string{node}
 		}
 		return nil
 	}); err != nil {
@@ -102,6 +114,28 @@ func (r *PodMigrationReconciler) migrationsForNode(ctx context.Context, o client
 		}
 		if m.Status.SourceNode == o.GetName() || m.Status.TargetNode == o.GetName() || m.Status.TargetNode == "" {
 			requests = append(requests, requestFor(m))
+		}
+	}
+	return requests
+}
+
+// migrationsRestoringOn maps a node's Lease, which has the node's name, to
+// the migrations that restore a pod on that node. A renewal can complete
+// their verification. It wakes no other migration, because every kubelet
+// renews its Lease every 10 seconds by default.
+func (r *PodMigrationReconciler) migrationsRestoringOn(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() != corev1.NamespaceNodeLease {
+		return nil
+	}
+	var list lpmv1.PodMigrationList
+	if err := r.List(ctx, &list, client.MatchingFields{indexTargetNode: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list PodMigrations for node Lease", "node", o.GetName())
+		return nil
+	}
+	var requests []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Status.Phase == lpmv1.PhaseRestoring {
+			requests = append(requests, requestFor(&list.Items[i]))
 		}
 	}
 	return requests

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -51,12 +52,16 @@ const (
 	StepKillSource    Step = "KillSource"
 	StepCleanUpSource Step = "CleanUpSource"
 	StepCleanUpTarget Step = "CleanUpTarget"
+	// StepRenewLease is the kubelet renewing its node's Lease. Holding it
+	// plays nodes that stopped, whose pods the API server still shows
+	// Ready.
+	StepRenewLease Step = "RenewLease"
 )
 
 // Steps lists every step.
 var Steps = []Step{
 	StepPrepareSource, StepPrepareTarget, StepCheckpoint, StepServeImages, StepImportImages,
-	StepStartRestored, StepRestore, StepKillSource, StepCleanUpSource, StepCleanUpTarget,
+	StepStartRestored, StepRestore, StepKillSource, StepCleanUpSource, StepCleanUpTarget, StepRenewLease,
 }
 
 // failure is what a failed step reports.
@@ -191,6 +196,9 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, name string) error {
 		WithOptions(controllerOptions(&skip)).
 		Complete(reconcileFunc(a.reconcileMigration))
 	if err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(a.renewLeasesPeriodically)); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

@@ -3,15 +3,25 @@ package fakeagent
 import (
 	"context"
 	"fmt"
+	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+)
+
+// Lease timing of the kubelet's defaults: a Lease lasts 40 seconds and the
+// kubelet renews it every quarter of that.
+const (
+	leaseDurationSeconds = 40
+	leaseRenewInterval   = 10 * time.Second
 )
 
 // ManualStatusAnnotation on a pod keeps the fake kubelet from reporting its
@@ -132,6 +142,73 @@ func (a *Agent) PublishNodeAgent(ctx context.Context, node string, mutate func(*
 	}
 	if err := a.client.Status().Update(ctx, na); err != nil {
 		return fmt.Errorf("failed to update NodeAgent %s: %w", node, err)
+	}
+	return nil
+}
+
+// renewLeasesPeriodically renews the Leases of the agent's nodes at start
+// and then every leaseRenewInterval of real time, as each kubelet does,
+// until ctx ends. The renew time comes from the agent's clock.
+func (a *Agent) renewLeasesPeriodically(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx)
+	ticker := time.NewTicker(leaseRenewInterval)
+	defer ticker.Stop()
+	for {
+		if err := a.RenewLeases(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err, "Failed to renew the fake node Leases")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// RenewLeases creates or renews the Lease of each of the agent's nodes in
+// kube-node-lease with the clock's time, unless StepRenewLease is held.
+func (a *Agent) RenewLeases(ctx context.Context) error {
+	if ok, _ := a.run(StepRenewLease); !ok {
+		return nil
+	}
+	for node := range a.nodes {
+		if err := a.renewLease(ctx, node); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// renewLease writes the node's Lease, again after a conflict with a renewal
+// that ran at the same time.
+func (a *Agent) renewLease(ctx context.Context, node string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeLease(ctx, node) })
+}
+
+func (a *Agent) writeLease(ctx context.Context, node string) error {
+	now := metav1.NewMicroTime(a.clock.Now())
+	lease := &coordinationv1.Lease{}
+	err := a.reader.Get(ctx, client.ObjectKey{Namespace: corev1.NamespaceNodeLease, Name: node}, lease)
+	if apierrors.IsNotFound(err) {
+		lease = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       ptr.To(node),
+				LeaseDurationSeconds: ptr.To[int32](leaseDurationSeconds),
+				RenewTime:            &now,
+			},
+		}
+		if err := a.client.Create(ctx, lease); err != nil {
+			return fmt.Errorf("failed to create the Lease of node %s: %w", node, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to get the Lease of node %s: %w", node, err)
+	}
+	lease.Spec.RenewTime = &now
+	if err := a.client.Update(ctx, lease); err != nil {
+		return fmt.Errorf("failed to renew the Lease of node %s: %w", node, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,4 +309,69 @@ func TestStaleReadKeepsNewerStatus(t *testing.T) {
 	h.startController()
 	h.agent.Proceed(fakeagent.StepRestore)
 	h.assertRolledBack(m, source)
+}
+
+// A target node that dies in the settle window renews no Lease, while the
+// API server still shows its restored pod Ready until the node controller
+// notices. The migration must not count that pod verified: it waits for a
+// renewal after the window, and the restore timeout rolls it back with
+// the source kept.
+func TestTargetLeaseStaleAfterSettle(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1], func(m *lpmv1.PodMigration) {
+		m.Spec.Settle = &metav1.Duration{Duration: 30 * time.Second}
+		m.Spec.Timeouts = &lpmv1.Timeouts{Restore: &metav1.Duration{Duration: time.Minute}}
+	})
+	h.waitFor("Restored Settling", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && c.Reason == string(lpmv1.ReasonSettling)
+	})
+
+	h.agent.Hold(fakeagent.StepRenewLease)
+	h.step(31*time.Second, "move")
+	h.waitFor("Restored waiting for the target's Lease", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && strings.Contains(c.Message, "renew its Lease")
+	})
+	if c := condition(h.get("move"), lpmv1.ConditionRestored); c.Status != metav1.ConditionUnknown {
+		t.Errorf("Restored = %s/%s without a Lease renewal after the settle window", c.Status, c.Reason)
+	}
+	if n := h.agent.Count(fakeagent.StepKillSource); n != 0 {
+		t.Errorf("the source agent killed the source %d times before verification", n)
+	}
+
+	h.step(30*time.Second, "move")
+	m := h.waitFailed("move", lpmv1.ReasonRestoreTimedOut)
+	h.assertRolledBack(m, source)
+	if n := h.agent.Count(fakeagent.StepKillSource); n != 0 {
+		t.Errorf("the source agent killed the source %d times", n)
+	}
+}
+
+// A Lease renewal after the settle window completes the verification.
+func TestTargetLeaseRenewedAfterSettle(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1], func(m *lpmv1.PodMigration) {
+		m.Spec.Settle = &metav1.Duration{Duration: 30 * time.Second}
+	})
+	h.waitFor("Restored Settling", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && c.Reason == string(lpmv1.ReasonSettling)
+	})
+
+	h.agent.Hold(fakeagent.StepRenewLease)
+	h.step(31*time.Second, "move")
+	h.waitFor("Restored waiting for the target's Lease", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && strings.Contains(c.Message, "renew its Lease")
+	})
+	h.agent.Proceed(fakeagent.StepRenewLease)
+	h.must(h.agent.RenewLeases(h.ctx))
+
+	h.waitPhase("move", lpmv1.PhaseSucceeded)
+	h.waitGone(source)
 }

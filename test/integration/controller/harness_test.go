@@ -143,6 +143,7 @@ func newHarness(t *testing.T, mutate ...func(*options)) *harness {
 	h.must(h.agent.SetupWithManager(mgr, h.ns))
 	h.run(mgr)
 	h.must(h.agent.PublishNodeAgents(h.ctx, nil))
+	h.must(h.agent.RenewLeases(h.ctx))
 	h.startController()
 	t.Cleanup(h.stopController)
 	return h
@@ -167,6 +168,7 @@ func (h *harness) newManagerAs(user string) ctrl.Manager {
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{h.ns: {}},
 			DefaultTransform:  cache.TransformStripManagedFields(),
+			ByObject:          controller.CacheByObject(),
 		},
 	})
 	h.must(err)
@@ -392,12 +394,14 @@ func (h *harness) waitFor(what string, cond func() bool) {
 	}
 }
 
-// step moves the fake clock on and touches the migration, so the controller
+// step moves the fake clock on, renews the agents' heartbeats and the
+// node Leases at the new time, and touches the migration, so the controller
 // reconciles it at the new time at once instead of at its requeue time.
 func (h *harness) step(d time.Duration, name string) {
 	h.t.Helper()
 	h.clock.Step(d)
 	h.must(h.agent.PublishNodeAgents(h.ctx, nil))
+	h.must(h.agent.RenewLeases(h.ctx))
 	h.touch(name)
 }
 
