@@ -49,7 +49,11 @@ func (a *Agent) reconcileSource(ctx context.Context, pm *lpmv1.PodMigration, rec
 	}
 	switch {
 	// After verification the migration only finishes, even when deleted.
-	case pm.Status.Phase == lpmv1.PhaseSucceeded || (isTrue(restored) && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
+	// Only the controller's Restored condition lets the agent kill the
+	// frozen source. Phase Succeeded without it is a dry run, which froze
+	// nothing.
+	case isTrue(restored) &&
+		(pm.Status.Phase == lpmv1.PhaseSucceeded || pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep):
 		a.tasks.stop(key)
 		return a.sourceFinish(ctx, pm, rec)
 	case pm.DeletionTimestamp != nil || pm.Status.Phase == lpmv1.PhaseFailed:

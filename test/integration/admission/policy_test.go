@@ -13,10 +13,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -77,7 +79,7 @@ func TestAgentOwnNodePolicy(t *testing.T) {
 	ctx := t.Context()
 	applyManifests(t, filepath.Join("..", "..", "..", "config", "rbac", "admission"))
 	setUpAgentIdentity(t)
-	for _, n := range []string{"node-a", "node-b"} {
+	for _, n := range []string{"node-a", "node-b", "node-z"} {
 		must(t, admin.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}))
 	}
 	agentA := agentClient(t, "lpm-agent", "node-a")
@@ -136,6 +138,49 @@ func TestAgentOwnNodePolicy(t *testing.T) {
 		assertDenied(t, patchStatus(ctx, agentB, m, `{"status":{"sourceNode":"node-b"}}`),
 			"may not change status.sourceNode or status.targetNode")
 	})
+	// A frozen source is killed on the controller's verdict, so no agent may
+	// forge it. With phase Succeeded the source agent killed a source that
+	// was never restored.
+	agentZ := agentClient(t, "lpm-agent", "node-z")
+	t.Run("uninvolved agent cannot fail the migration", func(t *testing.T) {
+		assertDenied(t, patchStatus(ctx, agentZ, m, `{"status":{"phase":"Failed"}}`),
+			"may write only status.source or status.target")
+	})
+	t.Run("source agent cannot set the phase", func(t *testing.T) {
+		assertDenied(t, patchStatus(ctx, agentA, m, `{"status":{"phase":"Succeeded"}}`),
+			"may write only status.source or status.target")
+	})
+	t.Run("target agent cannot set the phase", func(t *testing.T) {
+		assertDenied(t, patchStatus(ctx, agentB, m, `{"status":{"phase":"Succeeded"}}`),
+			"may write only status.source or status.target")
+	})
+	t.Run("target agent cannot set the controller's conditions", func(t *testing.T) {
+		restored := `{"type":"Restored","status":"True","reason":"Verified","message":"forged",` +
+			`"lastTransitionTime":"2026-12-04T19:30:00Z"}`
+		assertDenied(t, patchStatus(ctx, agentB, m, `{"status":{"conditions":[`+restored+`]}}`),
+			"may write only status.source or status.target")
+	})
+	t.Run("agent cannot write other controller fields", func(t *testing.T) {
+		for _, body := range []string{
+			`{"status":{"restoredPod":"forged"}}`,
+			`{"status":{"checkpointImages":{"app":"registry.example/forged:1"}}}`,
+			`{"status":{"completionTime":"2026-12-04T19:30:00Z"}}`,
+			`{"status":{"phaseTransitions":[{"phase":"Succeeded","time":"2026-12-04T19:30:00.000000Z"}]}}`,
+			`{"status":{"downtime":"1s"}}`,
+		} {
+			assertDenied(t, patchStatus(ctx, agentA, m, body), "may write only status.source or status.target")
+		}
+	})
+	t.Run("agents write their parts with conditions", func(t *testing.T) {
+		killed := `{"type":"Killed","status":"True","reason":"SourceKilled","message":"",` +
+			`"lastTransitionTime":"2026-12-04T19:30:00Z"}`
+		must(t, patchStatus(ctx, agentA, m, `{"status":{"source":{"frozen":true,"conditions":[`+killed+`]}}}`))
+		restored := `{"type":"Restored","status":"True","reason":"Restored","message":"",` +
+			`"lastTransitionTime":"2026-12-04T19:30:00Z"}`
+		must(t, patchStatus(ctx, agentB, m,
+			`{"status":{"target":{"bytesDone":10,"readyTime":"2026-12-04T19:30:00.123456Z","conditions":[`+
+				restored+`]}}}`))
+	})
 	t.Run("token without node", func(t *testing.T) {
 		unbound := unboundAgentClient(t)
 		assertDenied(t, createNodeAgent(ctx, unbound, "node-c"), "bound to its pod")
@@ -149,6 +194,43 @@ func TestAgentOwnNodePolicy(t *testing.T) {
 	must(t, admin.Get(ctx, client.ObjectKeyFromObject(m), got))
 	if !got.Status.Source.Frozen || got.Status.Target.BytesDone != 10 || got.Status.SourceNode != "node-a" {
 		t.Errorf("status after the denied writes = %+v, want only the allowed ones applied", got.Status)
+	}
+	if got.Status.Phase != lpmv1.PhasePending || len(got.Status.Conditions) != 0 {
+		t.Errorf("phase = %s, conditions = %v after the agents' writes, want Pending and none",
+			got.Status.Phase, got.Status.Conditions)
+	}
+}
+
+// The policy must compare every field of the status that the controller
+// writes, so a field added to the API is not left open to the agents.
+func TestPolicyCoversControllerStatus(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "rbac", "admission",
+		"agent_own_node_policy.yaml"))
+	must(t, err)
+	doc, err := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data))).Read()
+	must(t, err)
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	must(t, utilyaml.Unmarshal(doc, policy))
+	expression := ""
+	for _, v := range policy.Spec.Variables {
+		if v.Name == "controllerStatusUnchanged" {
+			expression = v.Expression
+		}
+	}
+	if expression == "" {
+		t.Fatalf("policy %s has no variable controllerStatusUnchanged", policy.Name)
+	}
+
+	status := reflect.TypeFor[lpmv1.PodMigrationStatus]()
+	for i := range status.NumField() {
+		name, _, _ := strings.Cut(status.Field(i).Tag.Get("json"), ",")
+		if name == "source" || name == "target" {
+			continue
+		}
+		want := fmt.Sprintf("object.?status.?%s == oldObject.?status.?%s", name, name)
+		if !strings.Contains(expression, want) {
+			t.Errorf("controllerStatusUnchanged lacks %q", want)
+		}
 	}
 }
 
