@@ -139,6 +139,13 @@ const (
 	ReasonCancelled               Reason = "Cancelled"
 	ReasonInternalError           Reason = "InternalError"
 	ReasonCleanupTimedOut         Reason = "CleanupTimedOut"
+	// ReasonNodeDiskFull: a disk of a node of the migration ran full, such
+	// as the kubelet's checkpoint directory, containerd's root or the
+	// agent's state directory. The message names the node and the path.
+	ReasonNodeDiskFull Reason = "NodeDiskFull"
+	// ReasonAgentRestarted: the source agent restarted during the
+	// checkpoint, which it never resumes, and thawed the source.
+	ReasonAgentRestarted Reason = "AgentRestarted"
 	// ReasonLivenessProbeDeadline: the source's liveness probes would have
 	// made the kubelet kill its frozen containers before the migration
 	// could finish, so the source agent gave up in time to thaw them.

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"strings"
+
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
@@ -15,7 +17,7 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"their checks yet. If this lasts, check that the agent runs on both nodes: kubectl get nodeagents.",
 	lpmv1.ReasonWaitingForSlot: "Other migrations use every slot under the controller's concurrency " +
 		"limits. This one starts when a slot frees up. See them with kubectl migrate list -A.",
-	lpmv1.ReasonInProgress:   "The migration runs. Follow it with kubectl migrate status NAME.",
+	lpmv1.ReasonInProgress:   "The migration runs. Follow it with kubectl migrate status " + migrationArgs + ".",
 	lpmv1.ReasonChecksPassed: "Every preflight check passed.",
 	lpmv1.ReasonDryRun: "Every preflight check passed and nothing was changed. " +
 		"Run the same command without --dry-run to move the pod.",
@@ -59,10 +61,11 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"(it contains a dot), and the restored pod could not keep it. Set spec.hostname on the pod, or " +
 		"name the pod without dots.",
 	lpmv1.ReasonNonRootUnsupported: "A container runs as a user other than root, and CRIU on the source " +
-		"node cannot dump such a process without CAP_SYS_RESOURCE. Give the lpm agent that capability, " +
-		"or move pods that run as root.",
-	lpmv1.ReasonMigrationInProgress: "Another PodMigration moves this pod now. Wait for it (kubectl " +
-		"migrate list) or cancel it with kubectl migrate cancel NAME.",
+		"node cannot dump such a process: containerd, which runs CRIU, lacks CAP_SYS_RESOURCE. Run " +
+		"containerd with that capability, or move pods that run as root. kubectl get nodeagent NODE -o yaml " +
+		"shows checkpointNonRoot.",
+	lpmv1.ReasonMigrationInProgress: "Another PodMigration moves this pod now. Find it with kubectl " +
+		"migrate list --pod, then wait for it or cancel it with kubectl migrate cancel.",
 	lpmv1.ReasonTargetNotFound: "No node has the name given with --to. List the nodes with " +
 		"kubectl get nodes.",
 	lpmv1.ReasonTargetNotReady: "The target node is not Ready. Wait until it is, or pick another node " +
@@ -169,7 +172,14 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonKubeletUnavailable: "The agent could not reach the kubelet of the source node. Check " +
 		"that the kubelet runs and that the agent can reach its port.",
 	lpmv1.ReasonCheckpointFailed: "CRIU failed to dump a container. Read the CRIU log on the source " +
-		"node: kubectl migrate status NAME shows its path.",
+		"node: kubectl migrate status " + migrationArgs + " shows its path.",
+	lpmv1.ReasonAgentRestarted: "The source node's lpm agent restarted during the checkpoint, which it " +
+		"never resumes, so it thawed the source. Find out why the agent restarted (kubectl -n lpm-system " +
+		"logs --previous of its pod on that node), then start the migration again.",
+	lpmv1.ReasonNodeDiskFull: "A disk of a node of the migration ran full (the message names the node " +
+		"and the path): the kubelet's checkpoint directory, containerd's root or the agent's state " +
+		"directory /var/lib/lpm. Free space there and start the migration again. A checkpoint needs about " +
+		"the pod's memory in free space in the checkpoint directory and again under containerd's root.",
 	lpmv1.ReasonArchiveInvalid: "The checkpoint archive that the kubelet wrote could not be read. " +
 		"Try again, and read the source agent's logs if it repeats.",
 	lpmv1.ReasonImageBuildFailed: "The source agent could not build a checkpoint image, for example " +
@@ -200,9 +210,11 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonAgentUnavailable: "An lpm agent stopped reporting during the migration. Check the " +
 		"agents' pods on both nodes.",
 	lpmv1.ReasonDeadlineExceeded: "The migration took longer than its overall timeout (--timeout). " +
-		"See which phase took longest with kubectl migrate status NAME, and raise the timeout.",
+		"See which phase took longest with kubectl migrate status " + migrationArgs + ", and raise the timeout.",
 	lpmv1.ReasonCancelled:     "The PodMigration was deleted before it finished, so it was rolled back.",
-	lpmv1.ReasonInternalError: "The controller hit an unexpected error. Read the controller's logs.",
+	lpmv1.ReasonInternalError: "lpm hit an unexpected error. When the message starts with \"source agent\" " +
+		"or \"target agent\", read the lpm agent's log on the node it names; otherwise read the controller's " +
+		"logs.",
 	lpmv1.ReasonLivenessProbeDeadline: "The source pod's liveness probes fail while its containers are " +
 		"frozen, and the kubelet would have killed them before the migration could finish, so the source " +
 		"agent stopped it in time and thawed them. Relax the liveness probes (period, failure threshold) " +
@@ -212,11 +224,21 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"what is left. Read the agent's logs if this repeats.",
 }
 
-// adviceFor returns what the user should do about reason. A reason that this
-// version of the plugin does not know gets a pointer to the details.
-func adviceFor(reason lpmv1.Reason) string {
-	if advice, ok := adviceByReason[reason]; ok {
-		return advice
+// migrationArgs is the placeholder in the advice for the arguments that name
+// the migration in a kubectl migrate command. adviceFor fills them in.
+const migrationArgs = "{migration}"
+
+// adviceFor returns what the user should do about reason, with pm's name
+// and namespace in the commands it suggests. pm is nil where no
+// PodMigration exists, as in the local checks. A reason that this version
+// of the plugin does not know gets a pointer to the details.
+func adviceFor(reason lpmv1.Reason, pm *lpmv1.PodMigration) string {
+	advice, ok := adviceByReason[reason]
+	if !ok {
+		advice = "Read the message above, and the details with kubectl migrate status " + migrationArgs + "."
 	}
-	return "Read the message above, and the details with kubectl migrate status NAME."
+	if pm == nil {
+		return strings.ReplaceAll(advice, "kubectl migrate status "+migrationArgs, "kubectl migrate list")
+	}
+	return strings.ReplaceAll(advice, migrationArgs, pm.Name+" -n "+pm.Namespace)
 }

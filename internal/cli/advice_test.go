@@ -5,8 +5,12 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
@@ -78,9 +82,51 @@ func TestAdviceHasNoUnknownReason(t *testing.T) {
 }
 
 func TestAdviceForUnknownReason(t *testing.T) {
-	got := adviceFor("SomethingNew")
-	want := "Read the message above, and the details with kubectl migrate status NAME."
+	pm := &lpmv1.PodMigration{ObjectMeta: metav1.ObjectMeta{Name: "web-x7k2p", Namespace: "shop"}}
+	got := adviceFor("SomethingNew", pm)
+	want := "Read the message above, and the details with kubectl migrate status web-x7k2p -n shop."
 	if got != want {
 		t.Errorf("adviceFor(SomethingNew) = %q, want %q", got, want)
+	}
+}
+
+func TestAdviceNamesTheMigration(t *testing.T) {
+	pm := &lpmv1.PodMigration{ObjectMeta: metav1.ObjectMeta{Name: "web-x7k2p", Namespace: "shop"}}
+	tests := []struct {
+		name   string
+		reason lpmv1.Reason
+		pm     *lpmv1.PodMigration
+		want   string
+	}{
+		{name: "checkpoint log", reason: lpmv1.ReasonCheckpointFailed, pm: pm,
+			want: "kubectl migrate status web-x7k2p -n shop shows its path."},
+		{name: "deadline", reason: lpmv1.ReasonDeadlineExceeded, pm: pm,
+			want: "kubectl migrate status web-x7k2p -n shop, and raise the timeout."},
+		{name: "no migration", reason: lpmv1.ReasonInProgress,
+			want: "Follow it with kubectl migrate list."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := adviceFor(tc.reason, tc.pm)
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("adviceFor(%s) = %q, want it to contain %q", tc.reason, got, tc.want)
+			}
+		})
+	}
+}
+
+var placeholderName = regexp.MustCompile(`\bNAME\b`)
+
+// TestAdviceHasNoPlaceholderName checks that no advice contains a placeholder
+// for the migration's name, which the plugin fills in.
+func TestAdviceHasNoPlaceholderName(t *testing.T) {
+	pm := &lpmv1.PodMigration{ObjectMeta: metav1.ObjectMeta{Name: "web-x7k2p", Namespace: "shop"}}
+	for reason := range adviceByReason {
+		for _, subject := range []*lpmv1.PodMigration{pm, nil} {
+			advice := adviceFor(reason, subject)
+			if placeholderName.MatchString(advice) || strings.Contains(advice, migrationArgs) {
+				t.Errorf("advice for %s = %q, want the migration's name in place of a placeholder", reason, advice)
+			}
+		}
 	}
 }

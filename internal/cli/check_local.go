@@ -198,7 +198,7 @@ func writeLocalReport(out io.Writer, pod *corev1.Pod, checks []localCheck) {
 			name, orNone(pod.Spec.NodeName), orNone(target))
 		return
 	}
-	_, _ = fmt.Fprintf(out, "Pod %s cannot move: %s\nWhat to do: %s\n", name, f.Reason, adviceFor(f.Reason))
+	_, _ = fmt.Fprintf(out, "Pod %s cannot move: %s\nWhat to do: %s\n", name, f.Reason, adviceFor(f.Reason, nil))
 }
 
 // localNodeVerdicts evaluates the API-level checks for each pod of a node.

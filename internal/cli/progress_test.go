@@ -423,7 +423,7 @@ func TestResultLines(t *testing.T) {
 			want: []string{
 				"Failed after 12s: Unknown",
 				"  the PodMigration failed without a reason in its conditions",
-				"What to do: " + adviceFor("Unknown"),
+				"What to do: Read the message above, and the details with kubectl migrate status web-x7k2p -n shop.",
 				"Pod shop/web was not touched.",
 				"Details: kubectl migrate status web-x7k2p -n shop",
 			},

@@ -40,7 +40,7 @@ func resultLines(pm *lpmv1.PodMigration, total time.Duration, totalKnown bool) [
 	if message != "" {
 		lines = append(lines, "  "+oneLine(message))
 	}
-	lines = append(lines, "What to do: "+adviceFor(reason))
+	lines = append(lines, "What to do: "+adviceFor(reason, pm))
 
 	switch {
 	case pm.Spec.DryRun:

@@ -185,7 +185,7 @@ func writeStatusSummary(w io.Writer, pm *lpmv1.PodMigration) {
 	}
 	if pm.Status.Phase == lpmv1.PhaseFailed {
 		reason, _ := failureReason(pm)
-		field("What to do", adviceFor(reason))
+		field("What to do", adviceFor(reason, pm))
 	}
 	field("Created", formatTimestamp(&pm.CreationTimestamp))
 	field("Started", formatTimestamp(st.StartTime))
