@@ -211,7 +211,7 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"agents' pods on both nodes.",
 	lpmv1.ReasonDeadlineExceeded: "The migration took longer than its overall timeout (--timeout). " +
 		"See which phase took longest with kubectl migrate status " + migrationArgs + ", and raise the timeout.",
-	lpmv1.ReasonCancelled:     "The PodMigration was deleted before it finished, so it was rolled back.",
+	lpmv1.ReasonCancelled: "The PodMigration was deleted before it finished, so it was rolled back.",
 	lpmv1.ReasonInternalError: "lpm hit an unexpected error. When the message starts with \"source agent\" " +
 		"or \"target agent\", read the lpm agent's log on the node it names; otherwise read the controller's " +
 		"logs.",
