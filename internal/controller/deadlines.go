@@ -59,22 +59,43 @@ type deadline struct {
 	message string
 }
 
+// overallDeadline returns the deadline of spec.timeouts.overall, which
+// counts from the PodMigration's creation, so the time it waited for a
+// controller counts too. ok is false when neither the creation time nor
+// the start time is known.
+func overallDeadline(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) (deadline, bool) {
+	start := m.CreationTimestamp.Time
+	if start.IsZero() && status.StartTime != nil {
+		start = status.StartTime.Time
+	}
+	if start.IsZero() {
+		return deadline{}, false
+	}
+	overall := duration(timeouts(m).Overall, DefaultOverallTimeout)
+	return deadline{
+		at:     start.Add(overall),
+		reason: lpmv1.ReasonDeadlineExceeded,
+		message: fmt.Sprintf("the migration did not finish within %s of its creation (spec.timeouts.overall)",
+			overall),
+	}, true
+}
+
 // deadlines returns the deadlines that apply to the migration now: the
 // current stage's and the overall one. None applies once the restored pod
 // is verified, because the source is gone from then on and the migration
 // can only finish.
 func deadlines(m *lpmv1.PodMigration, status *lpmv1.PodMigrationStatus) []deadline {
-	if meta.IsStatusConditionTrue(status.Conditions, lpmv1.ConditionRestored) || status.StartTime == nil {
+	if meta.IsStatusConditionTrue(status.Conditions, lpmv1.ConditionRestored) {
 		return nil
 	}
+	var list []deadline
+	if d, ok := overallDeadline(m, status); ok {
+		list = append(list, d)
+	}
+	if status.StartTime == nil {
+		return list
+	}
 	t := timeouts(m)
-	overall := duration(t.Overall, DefaultOverallTimeout)
-	list := []deadline{{
-		at:     status.StartTime.Add(overall),
-		reason: lpmv1.ReasonDeadlineExceeded,
-		message: fmt.Sprintf("the migration did not finish within %s (spec.timeouts.overall)",
-			overall),
-	}}
 	entered := phaseEntered(status, status.Phase)
 	switch status.Phase {
 	case "", lpmv1.PhasePending:

@@ -22,6 +22,12 @@ func stepPending(o *outcome, w *world, slots *Slots) {
 		o.normal(lpmv1.ReasonPending, string(lpmv1.PhasePending),
 			fmt.Sprintf("checking whether pod %s can move", o.m.Spec.PodName))
 	}
+	// A migration that waited past its overall deadline, for a controller
+	// or for a slot, ends here: it must never freeze the pod.
+	if d, ok := overallDeadline(o.m, o.status); ok && !o.now.Before(d.at) {
+		o.fail(d.reason, d.message)
+		return
+	}
 
 	target, f := checkController(o, w)
 	if f != nil {

@@ -341,6 +341,12 @@ func (h *harness) migrate(name, podName, target string, mutate ...func(*lpmv1.Po
 		}
 	}
 	h.must(admin.Create(h.ctx, m))
+	// The overall timeout counts from the creation time, which the API
+	// server sets by its clock. The controller's clock is the fake one, so
+	// it is moved on to the creation when it is behind.
+	if created := m.CreationTimestamp.Time; created.After(h.clock.Now()) {
+		h.clock.SetTime(created)
+	}
 	return m
 }
 
