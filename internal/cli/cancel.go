@@ -36,8 +36,8 @@ func newCancelCommand(root *rootOptions) *cobra.Command {
 		Use:   "cancel NAME",
 		Short: "Cancel a PodMigration and roll it back",
 		Long: `Cancel a PodMigration by deleting it. lpm rolls back a migration that has not
-succeeded: it deletes the restored pod, thaws the source pod and removes the
-checkpoints, and the source pod runs on as before. With --wait the command
+succeeded: it deletes the restored pod, thaws the source pod once the restored
+pod is gone and removes the checkpoints. With --wait the command
 waits until the rollback has finished and the PodMigration is gone.
 
 A migration that succeeded cannot be rolled back, and cancel rejects it.`,

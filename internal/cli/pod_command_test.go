@@ -150,7 +150,8 @@ func TestPodFollowsToFailure(t *testing.T) {
 		"Failed after D: TransferFailed",
 		"  dial tcp 10.0.0.2:7443: connection refused",
 		"What to do: " + adviceByReason[lpmv1.ReasonTransferFailed],
-		"lpm rolls the migration back, and pod " + ns + "/web runs on node-a as before.",
+		"lpm rolls the migration back: pod " + ns + "/web on node-a stays frozen until the restored pod is gone, " +
+			"then runs on.",
 		"Details: kubectl migrate status " + pm.Name + " -n " + ns,
 	}
 	lines := outputLines(normalizeDurations(res.stdout))

@@ -413,7 +413,8 @@ func TestResultLines(t *testing.T) {
 				"Failed after 12s: TransferFailed",
 				"  connection reset ^[[31mby peer",
 				"What to do: " + adviceByReason[lpmv1.ReasonTransferFailed],
-				"lpm rolls the migration back, and pod shop/web runs on node-a as before.",
+				"lpm rolls the migration back: pod shop/web on node-a stays frozen until the restored pod is gone, " +
+					"then runs on.",
 				"Details: kubectl migrate status web-x7k2p -n shop",
 			},
 		},

@@ -48,8 +48,8 @@ func resultLines(pm *lpmv1.PodMigration, total time.Duration, totalKnown bool) [
 	case !touchedSource(pm):
 		lines = append(lines, fmt.Sprintf("Pod %s was not touched.", pod))
 	default:
-		lines = append(lines, fmt.Sprintf("lpm rolls the migration back, and pod %s runs on %s as before.",
-			pod, orNone(pm.Status.SourceNode)))
+		lines = append(lines, fmt.Sprintf("lpm rolls the migration back: pod %s on %s stays frozen until the "+
+			"restored pod is gone, then runs on.", pod, orNone(pm.Status.SourceNode)))
 	}
 	lines = append(lines, fmt.Sprintf("Details: kubectl migrate status %s -n %s", pm.Name, pm.Namespace))
 	return lines

@@ -3,6 +3,10 @@ package controller
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
@@ -15,7 +19,7 @@ func stepCancel(o *outcome, w *world) {
 		stepRestoring(o, w)
 		return
 	}
-	o.fail(lpmv1.ReasonCancelled, "the PodMigration was deleted before it finished. The source pod keeps running")
+	o.fail(lpmv1.ReasonCancelled, "the PodMigration was deleted before it finished, so lpm rolls the migration back")
 }
 
 // stepFinished completes a finished migration. After a failure it deletes
@@ -34,6 +38,7 @@ func stepFinished(o *outcome, w *world) {
 	if w.restored != nil && ownedByMigration(w.restored, o.m) {
 		o.deleteRestored = true
 	}
+	reportFrozenSource(o, w)
 	if !touchedNodes(o.status) {
 		o.removeFinalizer = true
 		return
@@ -71,4 +76,59 @@ func touchedNodes(status *lpmv1.PodMigrationStatus) bool {
 
 func hasFinalizer(m *lpmv1.PodMigration) bool {
 	return slices.Contains(m.Finalizers, lpmv1.FinalizerRollback)
+}
+
+// restoredPodGoneGrace is how long after its grace period the controller
+// waits for a deleted restored pod to go before it reports how to release
+// the frozen source. A kubelet that runs removes the pod within
+// seconds of the grace period.
+const restoredPodGoneGrace = 15 * time.Second
+
+// reportFrozenSource writes in the Succeeded condition and a warning event
+// that a rolled-back source stays frozen while the restored pod is
+// terminating, and how to release it. The source agent thaws the source only once the
+// restored pod is gone, because a restored pod on a node that the control
+// plane cannot reach may still run. Only a forced deletion removes a pod of
+// a dead node. Once the restored pod is gone, the message says so.
+func reportFrozenSource(o *outcome, w *world) {
+	c := o.condition(lpmv1.ConditionSucceeded)
+	if c == nil || o.m.Spec.SourcePolicy == lpmv1.SourcePolicyKeep || !touchedNodes(o.status) {
+		return
+	}
+	base, _, reported := strings.Cut(c.Message, frozenSourcePrefix(o))
+	restored := w.restored
+	if restored == nil || !ownedByMigration(restored, o.m) {
+		if reported {
+			setSummaryMessage(o, c, fmt.Sprintf("%s Pod %s is gone, so the agent of node %s thaws pod %s",
+				base, o.status.RestoredPod, o.status.SourceNode, o.m.Spec.PodName))
+		}
+		return
+	}
+	if reported || restored.DeletionTimestamp == nil ||
+		isTrue(sourceCondition(o.m, lpmv1.AgentConditionCleanedUp)) {
+		return
+	}
+	overdue := restored.DeletionTimestamp.Add(restoredPodGoneGrace)
+	if o.now.Before(overdue) {
+		o.requeueAt(overdue)
+		return
+	}
+	advice := fmt.Sprintf("%s%s is gone, so that two copies never run at once. Pod %s is still terminating. "+
+		"If node %s is down, `kubectl delete pod %s -n %s --force --grace-period=0` removes it and releases "+
+		"the source", frozenSourcePrefix(o), restored.Name, restored.Name, o.status.TargetNode, restored.Name,
+		o.m.Namespace)
+	setSummaryMessage(o, c, strings.TrimSuffix(base, ".")+"."+advice)
+	o.warning(lpmv1.Reason(c.Reason), "Rollback", advice[1:])
+}
+
+// frozenSourcePrefix starts the sentence that reportFrozenSource appends
+// to the failure message, so a later reconcile finds and replaces it.
+func frozenSourcePrefix(o *outcome) string {
+	return fmt.Sprintf(" Pod %s stays frozen until pod ", o.m.Spec.PodName)
+}
+
+// setSummaryMessage replaces the message of the Succeeded condition and
+// keeps its status, reason and transition time.
+func setSummaryMessage(o *outcome, c *metav1.Condition, message string) {
+	o.setCondition(lpmv1.ConditionSucceeded, c.Status, lpmv1.Reason(c.Reason), message)
 }

@@ -153,3 +153,109 @@ func TestStepFinished(t *testing.T) {
 		})
 	}
 }
+
+// After a rollback the source stays frozen until the restored pod is gone.
+// A restored pod on a dead node stays Terminating, and the failure message
+// and a warning event then say how to release the source.
+func TestReportFrozenSource(t *testing.T) {
+	failedAt := t0.Add(time.Minute)
+	deleteBy := failedAt.Add(30 * time.Second)
+	const failure = "the restored pod web-restored was not verified within 5m0s (spec.timeouts.restore)"
+	advice := "Pod web stays frozen until pod web-restored is gone, so that two copies never run at once. " +
+		"Pod web-restored is still terminating. If node node-b is down, " +
+		"`kubectl delete pod web-restored -n shop --force --grace-period=0` removes it and releases the source"
+	testCases := []struct {
+		name        string
+		migration   func(*lpmv1.PodMigration)
+		world       func(*world)
+		now         time.Time
+		wantMessage string
+		wantWarning bool
+		wantRequeue time.Duration
+	}{
+		{
+			name:        "restored pod within its grace period",
+			now:         deleteBy.Add(restoredPodGoneGrace - time.Second),
+			wantMessage: failure,
+			wantRequeue: time.Second,
+		},
+		{
+			name:        "restored pod terminating past its grace period",
+			now:         deleteBy.Add(restoredPodGoneGrace),
+			wantMessage: failure + ". " + advice,
+			wantWarning: true,
+		},
+		{
+			name: "advice already given",
+			migration: func(m *lpmv1.PodMigration) {
+				m.Status.Conditions[len(m.Status.Conditions)-1].Message = failure + ". " + advice
+			},
+			now:         deleteBy.Add(time.Hour),
+			wantMessage: failure + ". " + advice,
+		},
+		{
+			name: "restored pod gone after the advice",
+			migration: func(m *lpmv1.PodMigration) {
+				m.Status.Conditions[len(m.Status.Conditions)-1].Message = failure + ". " + advice
+			},
+			world:       func(w *world) { w.restored = nil },
+			now:         deleteBy.Add(time.Hour),
+			wantMessage: failure + ". Pod web-restored is gone, so the agent of node node-a thaws pod web",
+		},
+		{
+			name: "source agent cleaned up",
+			migration: func(m *lpmv1.PodMigration) {
+				setAgentCondition(&m.Status.Source.Conditions, lpmv1.AgentConditionCleanedUp, metav1.ConditionTrue,
+					"CleanedUp", "")
+			},
+			now:         deleteBy.Add(time.Hour),
+			wantMessage: failure,
+		},
+		{
+			name:        "source never frozen with Keep",
+			migration:   func(m *lpmv1.PodMigration) { m.Spec.SourcePolicy = lpmv1.SourcePolicyKeep },
+			now:         deleteBy.Add(time.Hour),
+			wantMessage: failure,
+		},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := restoring()
+			m.Status.Phase = lpmv1.PhaseFailed
+			m.Status.CompletionTime = &metav1.Time{Time: failedAt}
+			m.Status.Conditions = append(m.Status.Conditions, metav1.Condition{
+				Type: lpmv1.ConditionSucceeded, Status: metav1.ConditionFalse, ObservedGeneration: 1,
+				Reason: string(lpmv1.ReasonRestoreTimedOut), Message: failure, LastTransitionTime: metav1.NewTime(failedAt),
+			})
+			if tc.migration != nil {
+				tc.migration(m)
+			}
+			w := fixtureWorld(tc.now)
+			w.restored = readyRestoredPod(readyAt)
+			w.restored.DeletionTimestamp = &metav1.Time{Time: deleteBy}
+			if tc.world != nil {
+				tc.world(w)
+			}
+
+			o := decide(m, w, NewSlots(5, 2))
+
+			c := o.condition(lpmv1.ConditionSucceeded)
+			if diff := cmp.Diff(tc.wantMessage, c.Message); diff != "" {
+				t.Errorf("Succeeded message (-want +got):\n%s", diff)
+			}
+			if c.Reason != string(lpmv1.ReasonRestoreTimedOut) || !c.LastTransitionTime.Time.Equal(failedAt) {
+				t.Errorf("Succeeded = %s at %s, want the failure's reason and time kept", c.Reason, c.LastTransitionTime)
+			}
+			var warned bool
+			for _, e := range o.events {
+				warned = warned || (e.reason == lpmv1.ReasonRestoreTimedOut && e.note == advice)
+			}
+			if warned != tc.wantWarning {
+				t.Errorf("advice event = %v, want %v (events %v)", warned, tc.wantWarning, o.events)
+			}
+			if tc.wantRequeue != 0 && o.requeueAfter != tc.wantRequeue {
+				t.Errorf("requeueAfter = %s, want %s", o.requeueAfter, tc.wantRequeue)
+			}
+		})
+	}
+}
