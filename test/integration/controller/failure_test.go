@@ -2,11 +2,13 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -374,4 +376,77 @@ func TestTargetLeaseRenewedAfterSettle(t *testing.T) {
 
 	h.waitPhase("move", lpmv1.PhaseSucceeded)
 	h.waitGone(source)
+}
+
+// A restored pod on a dead node stays Terminating after the rollback, and
+// the source stays frozen until it is gone. The failure message and an
+// event on the source pod say so and give the forced deletion, and the
+// message says when the pod is gone.
+func TestRollbackWithRestoredPodStuck(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	source := h.createRunningPod("web", h.nodes[0])
+	h.migrate("move", "web", h.nodes[1], func(m *lpmv1.PodMigration) {
+		m.Spec.Settle = &metav1.Duration{Duration: 30 * time.Second}
+		m.Spec.Timeouts = &lpmv1.Timeouts{Restore: &metav1.Duration{Duration: time.Minute}}
+	})
+	h.waitFor("Restored Settling", func() bool {
+		c := condition(h.get("move"), lpmv1.ConditionRestored)
+		return c != nil && c.Reason == string(lpmv1.ReasonSettling)
+	})
+
+	// The node dies: it renews no Lease, and its kubelet never confirms the
+	// deletion of the restored pod, which a finalizer plays here.
+	restored := &h.restoredPods(h.get("move"))[0]
+	patch := client.MergeFrom(restored.DeepCopy())
+	restored.Finalizers = append(restored.Finalizers, "story.lpm.dev/node-down")
+	h.must(admin.Patch(h.ctx, restored, patch))
+	h.agent.Hold(fakeagent.StepRenewLease)
+	h.step(31*time.Second, "move")
+	h.step(30*time.Second, "move")
+	m := h.waitFailed("move", lpmv1.ReasonRestoreTimedOut)
+	h.waitFor("restored pod terminating", func() bool {
+		h.must(admin.Get(h.ctx, client.ObjectKeyFromObject(restored), restored))
+		return restored.DeletionTimestamp != nil
+	})
+
+	h.step(time.Minute, "move")
+	force := fmt.Sprintf("kubectl delete pod %s -n %s --force --grace-period=0", restored.Name, h.ns)
+	h.waitFor("advice in the failure message", func() bool {
+		return strings.Contains(condition(h.get("move"), lpmv1.ConditionSucceeded).Message, force)
+	})
+	if c := condition(h.get("move"), lpmv1.ConditionSucceeded); !strings.Contains(c.Message, "Pod web stays frozen") {
+		t.Errorf("failure message = %q, want it to say that the source stays frozen", c.Message)
+	}
+	h.waitFor("advice event on the source pod", func() bool {
+		var list eventsv1.EventList
+		h.must(admin.List(h.ctx, &list, client.InNamespace(h.ns)))
+		for _, e := range list.Items {
+			if e.Regarding.UID == source.UID && strings.Contains(e.Note, force) {
+				return true
+			}
+		}
+		return false
+	})
+	if c := sourceCondition(h.get("move"), lpmv1.AgentConditionCleanedUp); c != nil {
+		t.Errorf("source agent reported %s while the restored pod exists", c.Type)
+	}
+
+	// The forced deletion.
+	h.must(admin.Get(h.ctx, client.ObjectKeyFromObject(restored), restored))
+	patch = client.MergeFrom(restored.DeepCopy())
+	restored.Finalizers = nil
+	h.must(admin.Patch(h.ctx, restored, patch))
+	h.waitFor("failure message says the restored pod is gone", func() bool {
+		return strings.Contains(condition(h.get("move"), lpmv1.ConditionSucceeded).Message,
+			"is gone, so the agent of node "+h.nodes[0]+" thaws pod web")
+	})
+	h.assertRolledBack(m, source)
+}
+
+func sourceCondition(m *lpmv1.PodMigration, t string) *metav1.Condition {
+	if m.Status.Source == nil {
+		return nil
+	}
+	return meta.FindStatusCondition(m.Status.Source.Conditions, t)
 }
