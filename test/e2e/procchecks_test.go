@@ -268,8 +268,9 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 }
 
 // TestRestoreFailureReportsCRIUErrors makes the restore fail inside CRIU:
-// the holder keeps a file open on an emptyDir volume, which starts empty in
-// the restored pod, so CRIU cannot reopen it. The migration must fail with
+// the holder keeps a file open in /dev/shm, the pod sandbox's own tmpfs,
+// which no checkpoint carries and which starts empty in the restored pod,
+// so CRIU cannot reopen the file. The migration must fail with
 // CRIU's error lines and the kept log's location in its message, and the
 // source must run on. containerd 2.3 deletes the restore log with the
 // failed container, so the target node's CRIU configuration sets log-file
@@ -294,12 +295,7 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/var/log/criu-lpm-e2e.log")
 	})
 	ns := newNamespace(t)
-	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/data/held"},
-		func(p *corev1.Pod) {
-			p.Spec.Volumes = []corev1.Volume{{Name: "data",
-				VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
-		}))
+	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/dev/shm/held"}, nil))
 	time.Sleep(2 * time.Second)
 
 	pm := migrate(t, ns, "move-open", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
