@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -279,6 +280,11 @@ func (r *Runtime) ingestLayer(ctx context.Context, req ImportRequest, desc ocisp
 	return nil
 }
 
+// layerWriteSize is the size of each write of a layer into containerd's
+// content store, well below the 16 MiB that containerd's gRPC server
+// accepts in one message.
+const layerWriteSize = 1 << 20
+
 func copyLayer(ctx context.Context, w content.Writer, req ImportRequest, desc ocispec.Descriptor,
 	src BlobSource) error {
 	ws, err := w.Status()
@@ -297,8 +303,15 @@ func copyLayer(ctx context.Context, w content.Writer, req ImportRequest, desc oc
 	}
 	defer func() { _ = rc.Close() }()
 
+	// containerd's content writer sends one request per Write and waits for
+	// its answer, so the layer goes in writes of layerWriteSize rather than
+	// in the 16 KiB pieces a TLS connection reads.
 	counter := &progressWriter{w: w, done: ws.Offset, total: desc.Size, report: req.Progress}
-	n, err := io.Copy(counter, io.LimitReader(rc, desc.Size-ws.Offset+1))
+	buffered := bufio.NewWriterSize(counter, layerWriteSize)
+	n, err := io.Copy(buffered, io.LimitReader(rc, desc.Size-ws.Offset+1))
+	if err == nil {
+		err = buffered.Flush()
+	}
 	switch {
 	case err != nil && counter.writeErr != nil:
 		return fmt.Errorf("failed to write layer %s to containerd: %w", desc.Digest, counter.writeErr)

@@ -46,7 +46,7 @@ const (
 	PrepDirect        = "lpm transfer and import"
 	PrepTotal         = "lpm total"
 	PrepIngestSmall   = "content ingest, 32 KiB writes"
-	PrepIngestLarge   = "content ingest, 4 MiB writes"
+	PrepIngestLarge   = "content ingest, 1 MiB writes"
 	ChannelDirect     = "direct channel"
 	ChannelPlainCopy  = "plain TCP copy"
 	ChannelDirectMiBs = "directMiBps"

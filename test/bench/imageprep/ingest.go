@@ -22,7 +22,7 @@ import (
 // (core/content/proxy/content_writer.go in containerd 2.3.7).
 const (
 	IngestSmallWrites = 32 << 10
-	IngestLargeWrites = 4 << 20
+	IngestLargeWrites = 1 << 20
 )
 
 // Ingest writes the archive at path into the runtime's content store as
@@ -47,6 +47,11 @@ func Ingest(ctx context.Context, rt *runtime.Runtime, img *ckptimage.Image, path
 	defer func() { _ = f.Close() }()
 
 	ref := fmt.Sprintf("lpm-bench-ingest-%d-%s", bufSize, desc.Digest.Encoded())
+	// An ingest of the same reference left by an earlier measurement would
+	// be resumed, and the layer written twice.
+	if err := cs.Abort(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
+		return 0, fmt.Errorf("failed to abort an earlier ingest %s: %w", ref, err)
+	}
 	start := time.Now()
 	w, err := content.OpenWriter(ctx, cs, content.WithRef(ref), content.WithDescriptor(desc))
 	if err != nil {

@@ -487,7 +487,7 @@ func (w *writer) imagePrepSection() {
 	w.p("lpm's import copies the layer with io.Copy, whose buffer is 32 KiB, into containerd's content")
 	w.p("writer, which sends one gRPC request per Write and waits for the answer")
 	w.p("(core/content/proxy/content_writer.go, containerd 2.3.7): a 1 GiB layer takes 32768 round trips.")
-	w.p("The same ingest with 4 MiB writes is the prototype of the fix, a buffer of a few MiB in")
+	w.p("The same ingest with 1 MiB writes, below gRPC's 4 MiB message limit, is what a larger buffer in")
 	w.p("internal/agent/runtime's copyLayer.")
 	w.p("")
 	w.image(plotImagePrep, "Image preparation")
