@@ -137,8 +137,9 @@ func verifyRestoredPod(o *outcome, w *world) {
 		return
 	}
 	// The API server shows a dead node's pods Ready until the node
-	// controller notices, 40 seconds by default, which is far longer than
-	// the settle window. Only a Lease that the target's kubelet renewed
+	// controller notices, after kube-controller-manager's
+	// --node-monitor-grace-period (50 seconds by default in v1.37), which is
+	// far longer than the settle window. Only a Lease that the target's kubelet renewed
 	// after the window ended shows that the node still ran then.
 	if !leaseRenewedSince(w.targetLease, settled) {
 		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,

@@ -3,6 +3,8 @@ package fakeagent
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -17,8 +19,8 @@ import (
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 )
 
-// Lease timing of the kubelet's defaults: a Lease lasts 40 seconds and the
-// kubelet renews it every quarter of that.
+// Lease timing of the kubelet's defaults (v1.37): a Lease lasts 40 seconds
+// and the kubelet renews it every quarter of that.
 const (
 	leaseDurationSeconds = 40
 	leaseRenewInterval   = 10 * time.Second
@@ -147,20 +149,35 @@ func (a *Agent) PublishNodeAgent(ctx context.Context, node string, mutate func(*
 }
 
 // renewLeasesPeriodically renews the Leases of the agent's nodes at start
-// and then every leaseRenewInterval of real time, as each kubelet does,
-// until ctx ends. The renew time comes from the agent's clock.
+// and then each one every leaseRenewInterval of real time, as each kubelet
+// does, until ctx ends. The renew time comes from the agent's clock. The
+// nodes take turns spread over the interval, because kubelets that started
+// at different times renew at different moments, and renewing all at once
+// would make every migration wait for the same tick.
 func (a *Agent) renewLeasesPeriodically(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx)
-	ticker := time.NewTicker(leaseRenewInterval)
+	if err := a.RenewLeases(ctx); err != nil && ctx.Err() == nil {
+		log.Error(err, "Failed to renew the fake node Leases")
+	}
+	nodes := slices.Sorted(maps.Keys(a.nodes))
+	if len(nodes) == 0 {
+		return nil
+	}
+	ticker := time.NewTicker(leaseRenewInterval / time.Duration(len(nodes)))
 	defer ticker.Stop()
-	for {
-		if err := a.RenewLeases(ctx); err != nil && ctx.Err() == nil {
-			log.Error(err, "Failed to renew the fake node Leases")
-		}
+	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		}
+		now := metav1.NewMicroTime(a.clock.Now())
+		if ok, _ := a.run(StepRenewLease); !ok {
+			continue
+		}
+		node := nodes[i%len(nodes)]
+		if err := a.renewLease(ctx, node, now); err != nil && ctx.Err() == nil {
+			log.Error(err, "Failed to renew the fake node Lease", "node", node)
 		}
 	}
 }
@@ -168,11 +185,14 @@ func (a *Agent) renewLeasesPeriodically(ctx context.Context) error {
 // RenewLeases creates or renews the Lease of each of the agent's nodes in
 // kube-node-lease with the clock's time, unless StepRenewLease is held.
 func (a *Agent) RenewLeases(ctx context.Context) error {
+	// The time is read before the hold is checked, so a renewal that races
+	// with Hold and a clock step never writes the time after the step.
+	now := metav1.NewMicroTime(a.clock.Now())
 	if ok, _ := a.run(StepRenewLease); !ok {
 		return nil
 	}
 	for node := range a.nodes {
-		if err := a.renewLease(ctx, node); err != nil {
+		if err := a.renewLease(ctx, node, now); err != nil {
 			return err
 		}
 	}
@@ -181,12 +201,11 @@ func (a *Agent) RenewLeases(ctx context.Context) error {
 
 // renewLease writes the node's Lease, again after a conflict with a renewal
 // that ran at the same time.
-func (a *Agent) renewLease(ctx context.Context, node string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeLease(ctx, node) })
+func (a *Agent) renewLease(ctx context.Context, node string, now metav1.MicroTime) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeLease(ctx, node, now) })
 }
 
-func (a *Agent) writeLease(ctx context.Context, node string) error {
-	now := metav1.NewMicroTime(a.clock.Now())
+func (a *Agent) writeLease(ctx context.Context, node string, now metav1.MicroTime) error {
 	lease := &coordinationv1.Lease{}
 	err := a.reader.Get(ctx, client.ObjectKey{Namespace: corev1.NamespaceNodeLease, Name: node}, lease)
 	if apierrors.IsNotFound(err) {
@@ -205,6 +224,10 @@ func (a *Agent) writeLease(ctx context.Context, node string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("failed to get the Lease of node %s: %w", node, err)
+	}
+	// A renewal that read the clock before a concurrent one must not undo it.
+	if lease.Spec.RenewTime != nil && lease.Spec.RenewTime.After(now.Time) {
+		return nil
 	}
 	lease.Spec.RenewTime = &now
 	if err := a.client.Update(ctx, lease); err != nil {
