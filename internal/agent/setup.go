@@ -2,14 +2,17 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/containerd/platforms"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/lpm-dev/lpm/internal/agent/capabilities"
@@ -21,7 +24,8 @@ import (
 // Config is everything the agent's process is configured with.
 type Config struct {
 	Options
-	// StateDir holds the per-migration records (mode 0700).
+	// StateDir holds the per-migration records, the CRIU logs and the
+	// transfer certificate with its key (mode 0700).
 	StateDir string
 	// ContainerdSocket is containerd's socket.
 	ContainerdSocket string
@@ -69,7 +73,7 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg Config) (*runtime.Runti
 	if err != nil {
 		return nil, err
 	}
-	identity, err := transfer.NewIdentity(cfg.NodeName, cfg.Clock.Now())
+	identity, err := transferIdentity(ctx, cfg.StateDir, cfg.NodeName, cfg.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +102,9 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg Config) (*runtime.Runti
 	server := transfer.NewServer(identity,
 		transfer.NewTokenReviewer(clientset.AuthenticationV1().TokenReviews(), cfg.TransferAudience, cfg.PeerUsers,
 			cfg.Clock),
-		&Fingerprints{Client: mgr.GetClient()},
+		// The API server, not the cache: a peer that just started, or made a
+		// new certificate, is authenticated by what its NodeAgent publishes now.
+		&Fingerprints{Client: mgr.GetAPIReader()},
 		&Catalog{Client: mgr.GetClient(), Offers: offers, Store: store, NodeName: cfg.NodeName},
 		cfg.Clock, ctrl.Log.WithName("transfer")).
 		WithBaseImages(&baseImageServer{client: mgr.GetClient(), reader: mgr.GetAPIReader(), runtime: rt,
@@ -117,6 +123,31 @@ func Setup(ctx context.Context, mgr manager.Manager, cfg Config) (*runtime.Runti
 		return nil, err
 	}
 	return rt, nil
+}
+
+// transferIdentity returns the transfer certificate kept in the state
+// directory. Target agents pin the fingerprint that the NodeAgent publishes,
+// so keeping it across restarts lets them fetch images that the agent served
+// before a restart. A new certificate replaces one that is missing, invalid,
+// or near its expiry, and the publisher publishes its fingerprint.
+func transferIdentity(ctx context.Context, dir, nodeName string, now time.Time) (*transfer.Identity, error) {
+	log := logf.FromContext(ctx).WithName("transfer")
+	identity, err := transfer.LoadIdentity(dir, nodeName, now)
+	if err == nil {
+		log.Info("Reusing the kept transfer certificate", "fingerprint", identity.Fingerprint)
+		return identity, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		log.Info("Replacing the kept transfer certificate", "reason", err.Error())
+	}
+	if identity, err = transfer.NewIdentity(nodeName, now); err != nil {
+		return nil, err
+	}
+	if err := transfer.SaveIdentity(dir, identity); err != nil {
+		return nil, err
+	}
+	log.Info("Created a transfer certificate", "fingerprint", identity.Fingerprint)
+	return identity, nil
 }
 
 // ListenerAddress returns the host:port a listener address advertises when

@@ -291,6 +291,9 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 	if err := a.store.Save(rec); err != nil {
 		return "", lpmv1.ReasonInternalError, err
 	}
+	if err := a.waitOwnFingerprint(ctx); err != nil {
+		return "", lpmv1.ReasonTransferFailed, err
+	}
 	source := a.fetcher.Source(pm.Status.Source.Endpoint, pinned, string(pm.UID), c.Name)
 	req := runtime.ImportRequest{
 		Name:         name,
@@ -319,6 +322,19 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 		case <-ctx.Done():
 		case <-time.After(time.Duration(attempt) * time.Second):
 		}
+		// A source agent that replaced its certificate at a restart publishes
+		// the new fingerprint, so the next attempt pins what it publishes now.
+		if errors.Is(err, transfer.ErrPinMismatch) {
+			if fresh, ferr := a.currentFingerprint(ctx, pm.Status.SourceNode); ferr == nil && fresh != pinned {
+				pinned = fresh
+				source = a.fetcher.Source(pm.Status.Source.Endpoint, pinned, string(pm.UID), c.Name)
+			}
+		}
+	}
+	if errors.Is(lastErr, transfer.ErrPinMismatch) {
+		lastErr = fmt.Errorf("the agent at %s does not present the certificate that NodeAgent %s publishes, "+
+			"also after reading it again; check that the lpm agent of node %s listens there: %w",
+			pm.Status.Source.Endpoint, pm.Status.SourceNode, pm.Status.SourceNode, lastErr)
 	}
 	return "", importReason(lastErr), lastErr
 }
@@ -329,11 +345,15 @@ func importReason(err error) lpmv1.Reason {
 	case errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, transfer.ErrDigest),
 		errors.Is(err, transfer.ErrTooLong):
 		return lpmv1.ReasonDigestMismatch
-	case errors.Is(err, context.DeadlineExceeded):
-		return lpmv1.ReasonTransferTimedOut
+	// A source that does not respond fails with an i/o timeout, which also
+	// matches context.DeadlineExceeded: it is a transfer failure, and
+	// importTask reports TransferTimedOut only when the transfer timeout
+	// itself expired.
 	case errors.As(err, &status), errors.Is(err, runtime.ErrSource), errors.Is(err, transfer.ErrPinMismatch),
 		errors.Is(err, transfer.ErrTruncated):
 		return lpmv1.ReasonTransferFailed
+	case errors.Is(err, context.DeadlineExceeded):
+		return lpmv1.ReasonTransferTimedOut
 	}
 	return lpmv1.ReasonImportFailed
 }
@@ -347,6 +367,37 @@ func (a *Agent) publishedFingerprint(ctx context.Context, node string) (string, 
 	}
 	if na.Status.ServingCertificateSHA256 == "" {
 		return "", fmt.Errorf("NodeAgent %s publishes no certificate", node)
+	}
+	return na.Status.ServingCertificateSHA256, nil
+}
+
+// waitOwnFingerprint waits until this node's NodeAgent publishes the
+// certificate the agent presents. A source agent rejects a client
+// certificate that differs from the published one, as it does right after
+// this agent started with a new certificate and before the publisher wrote
+// it.
+func (a *Agent) waitOwnFingerprint(ctx context.Context) error {
+	want := a.fetcher.Fingerprint()
+	for {
+		got, err := a.currentFingerprint(ctx, a.opts.NodeName)
+		if err == nil && got == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("NodeAgent %s did not publish this agent's certificate %s before the transfer "+
+				"timeout (last read %q, error %v): %w", a.opts.NodeName, want, got, err, ctx.Err())
+		case <-a.clock.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// currentFingerprint reads the fingerprint a node's NodeAgent publishes from
+// the API server, which may be newer than the cache.
+func (a *Agent) currentFingerprint(ctx context.Context, node string) (string, error) {
+	na := &lpmv1.NodeAgent{}
+	if err := a.reader.Get(ctx, types.NamespacedName{Name: node}, na); err != nil {
+		return "", fmt.Errorf("failed to get NodeAgent %s: %w", node, err)
 	}
 	return na.Status.ServingCertificateSHA256, nil
 }

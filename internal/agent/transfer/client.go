@@ -35,6 +35,12 @@ func NewClient(identity *Identity, tokenFile string, clk clock.PassiveClock) *Cl
 	return &Client{identity: identity, tokenFile: tokenFile, clock: clk}
 }
 
+// Fingerprint returns the fingerprint of the certificate the client
+// presents, which source agents compare with the one its NodeAgent publishes.
+func (c *Client) Fingerprint() string {
+	return c.identity.Fingerprint
+}
+
 // Source returns the blob source of one container's image at a source
 // agent. pinned is the source node's published certificate fingerprint.
 func (c *Client) Source(endpoint, pinned, migrationUID, container string) *Source {
