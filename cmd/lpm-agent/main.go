@@ -85,6 +85,12 @@ func run() error {
 		"Comma-separated registries (host:port) reached over plain HTTP in transfer mode Registry.")
 	flag.StringVar(&cfg.Snapshotter, "snapshotter", "overlayfs", "containerd snapshotter of the CRI plugin.")
 	flag.DurationVar(&cfg.GCInterval, "gc-interval", 5*time.Minute, "Period of the garbage collection.")
+	flag.DurationVar(&cfg.LogMaxAge, "criu-log-max-age", agent.DefaultLogMaxAge,
+		"Maximum age of the CRIU log directories kept of migrations that failed or were cancelled; the garbage "+
+			"collection removes older ones.")
+	flag.IntVar(&cfg.LogMaxCount, "criu-log-max-count", agent.DefaultLogMaxCount,
+		"Maximum number of CRIU log directories kept of migrations that failed or were cancelled; the garbage "+
+			"collection removes the oldest beyond it.")
 	flag.DurationVar(&cfg.ProbeInterval, "probe-interval", 5*time.Minute,
 		"Period of the node capability probe.")
 	flag.DurationVar(&cfg.DefaultCheckpointTimeout, "default-checkpoint-timeout", 2*time.Minute,
@@ -107,6 +113,10 @@ func run() error {
 	}
 	if cfg.DefaultCheckpointTimeout <= 0 || cfg.DefaultTransferTimeout <= 0 {
 		return fmt.Errorf("--default-checkpoint-timeout and --default-transfer-timeout must be positive")
+	}
+	if cfg.LogMaxAge <= 0 || cfg.LogMaxCount <= 0 {
+		return fmt.Errorf("--criu-log-max-age and --criu-log-max-count must be positive, got %s and %d",
+			cfg.LogMaxAge, cfg.LogMaxCount)
 	}
 	if cfg.LocalCheckpointsDir == "" {
 		cfg.LocalCheckpointsDir = cfg.CheckpointsDir

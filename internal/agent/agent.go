@@ -87,6 +87,12 @@ type Options struct {
 	MaxVolumeDataBytes int64
 	// VolumeCopierPath is the copier program put into volume data images.
 	VolumeCopierPath string
+	// LogMaxAge and LogMaxCount bound the CRIU log directories the agent
+	// keeps of migrations that ended: none last written longer than
+	// LogMaxAge ago, and at most the LogMaxCount most recent.
+	// DefaultLogMaxAge and DefaultLogMaxCount apply when zero.
+	LogMaxAge   time.Duration
+	LogMaxCount int
 }
 
 // Agent reconciles PodMigrations that concern its node.
@@ -134,6 +140,12 @@ func New(deps Deps, opts Options) *Agent {
 	}
 	if opts.MaxVolumeDataBytes == 0 {
 		opts.MaxVolumeDataBytes = DefaultMaxVolumeDataBytes
+	}
+	if opts.LogMaxAge == 0 {
+		opts.LogMaxAge = DefaultLogMaxAge
+	}
+	if opts.LogMaxCount == 0 {
+		opts.LogMaxCount = DefaultLogMaxCount
 	}
 	return &Agent{client: deps.Client, reader: deps.Reader, runtime: deps.Runtime, checkpointer: deps.Checkpointer,
 		store: deps.Store, offers: deps.Offers, fetcher: deps.Fetcher, pusher: deps.Pusher, clock: deps.Clock,
@@ -264,9 +276,14 @@ type taskSet struct {
 }
 
 type task struct {
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 }
+
+// errTaskStopped is the cause of a task's cancellation when the agent stops
+// it because its migration failed, ended or was deleted, as opposed to the
+// agent itself stopping.
+var errTaskStopped = errors.New("the migration ended or was deleted")
 
 // Start records the manager's lifetime; tasks end with it.
 func (s *taskSet) Start(ctx context.Context) error {
@@ -296,12 +313,12 @@ func (s *taskSet) run(key string, fn func(ctx context.Context)) bool {
 	if base == nil {
 		base = context.Background()
 	}
-	ctx, cancel := context.WithCancel(base)
+	ctx, cancel := context.WithCancelCause(base)
 	t := &task{cancel: cancel, done: make(chan struct{})}
 	s.tasks[key] = t
 	go func() {
 		defer close(t.done)
-		defer cancel()
+		defer cancel(nil)
 		fn(ctx)
 	}()
 	return true
@@ -331,7 +348,7 @@ func (s *taskSet) stop(key string) {
 	if !ok {
 		return
 	}
-	t.cancel()
+	t.cancel(errTaskStopped)
 	<-t.done
 }
 

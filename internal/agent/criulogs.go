@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,14 @@ import (
 	"github.com/lpm-dev/lpm/internal/criuconfig"
 )
 
-// logRetention is how long the agent keeps a migration's CRIU logs: runtimes
-// delete theirs with the failed container.
-const logRetention = 24 * time.Hour
+// Defaults of the CRIU log retention: the garbage collector removes the
+// log directories of migrations that ended when they are older than
+// DefaultLogMaxAge or beyond the DefaultLogMaxCount newest. The agent keeps
+// these copies because runtimes delete their logs with the failed container.
+const (
+	DefaultLogMaxAge   = 24 * time.Hour
+	DefaultLogMaxCount = 20
+)
 
 // maxLogBytes bounds one kept CRIU log.
 const maxLogBytes = 32 << 20
@@ -129,26 +135,72 @@ func (a *Agent) writeLog(uid, name string, r io.Reader) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to copy CRIU log %s: %w", name, err)
 	}
-	a.pruneLogs(uid)
 	return dir, nil
 }
 
-// pruneLogs removes the log directories of other migrations that are older
-// than logRetention.
-func (a *Agent) pruneLogs(keep string) {
+// logDirectory is a migration's CRIU log directory and when a log was last
+// written to it.
+type logDirectory struct {
+	uid      string
+	modified time.Time
+}
+
+// collectLogs removes the CRIU log directories of migrations that ended,
+// whether they failed, were cancelled or vanished: those last written
+// before maxAge ago, and those beyond the maxCount most recently written.
+// The logs of a migration the agent still works on (a record that is not
+// finished, listed in live) stay, and count towards neither limit.
+func (a *Agent) collectLogs(ctx context.Context, live map[string]bool) error {
 	root := filepath.Join(a.store.Dir(), "logs")
 	entries, err := os.ReadDir(root)
-	if err != nil {
-		return
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	cutoff := a.clock.Now().Add(-logRetention)
+	if err != nil {
+		return fmt.Errorf("failed to list CRIU log directories: %w", err)
+	}
+	var ended []logDirectory
 	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || e.Name() == keep || !e.IsDir() || info.ModTime().After(cutoff) {
+		if !e.IsDir() || live[e.Name()] {
 			continue
 		}
-		_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		ended = append(ended, logDirectory{uid: e.Name(), modified: info.ModTime()})
 	}
+
+	var errs []error
+	cutoff := a.clock.Now().Add(-a.opts.LogMaxAge)
+	for i, dir := range expiredLogs(ended, cutoff, a.opts.LogMaxCount) {
+		path := filepath.Join(root, dir.uid)
+		if err := os.RemoveAll(path); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove CRIU logs %s: %w", path, err))
+			continue
+		}
+		logf.FromContext(ctx).V(2).Info("Removed CRIU logs of a migration that ended", "uid", dir.uid,
+			"lastWritten", dir.modified, "index", i)
+	}
+	return errors.Join(errs...)
+}
+
+// expiredLogs returns the directories written before cutoff and those
+// beyond the maxCount most recently written. It sorts dirs.
+func expiredLogs(dirs []logDirectory, cutoff time.Time, maxCount int) []logDirectory {
+	sort.Slice(dirs, func(i, j int) bool {
+		if !dirs[i].modified.Equal(dirs[j].modified) {
+			return dirs[i].modified.After(dirs[j].modified)
+		}
+		return dirs[i].uid < dirs[j].uid
+	})
+	var expired []logDirectory
+	for i, dir := range dirs {
+		if i >= maxCount || dir.modified.Before(cutoff) {
+			expired = append(expired, dir)
+		}
+	}
+	return expired
 }
 
 // withCRIUErrors appends CRIU's error lines and the kept log's location to
@@ -164,8 +216,9 @@ func withCRIUErrors(err error, node, dir string, lines []string) error {
 		strings.Join(lines, " | "))
 }
 
-// removeLogs deletes a migration's CRIU logs once it has succeeded: only a
-// failure's logs are kept for logRetention.
+// removeLogs deletes a migration's CRIU logs once it has succeeded: only the
+// logs of migrations that failed or were cancelled are kept, under the
+// retention rule of collectLogs.
 func (a *Agent) removeLogs(ctx context.Context, uid string) {
 	if err := os.RemoveAll(a.logDir(uid)); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to remove CRIU logs", "path", a.logDir(uid))

@@ -18,7 +18,8 @@ import (
 
 // GarbageCollector removes what no live migration or running restored pod
 // needs: archives, records and imported images, also those of migrations
-// that ended or vanished while the agent was down.
+// that ended or vanished while the agent was down, and CRIU logs past their
+// retention.
 type GarbageCollector struct {
 	Agent    *Agent
 	Interval time.Duration
@@ -54,14 +55,25 @@ func (a *Agent) CollectGarbage(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	known := map[string]bool{}
+	live := map[string]bool{}
 	for _, rec := range records {
 		known[rec.UID] = true
 		if err := a.collectRecord(ctx, rec); err != nil {
 			errs = append(errs, err)
 		}
+		if !rec.Finished {
+			live[rec.UID] = true
+		}
 	}
 	if err := a.collectImages(ctx, known); err != nil {
 		errs = append(errs, err)
+	}
+	// Without the records, every log directory would count as one of a
+	// migration that ended.
+	if err == nil {
+		if err := a.collectLogs(ctx, live); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err == nil {
 		a.collectVolumeLayers(ctx, known)

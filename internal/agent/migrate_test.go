@@ -69,9 +69,19 @@ func (w *world) migrate(src *sourcePod, target *agentNode, mutate func(*lpmv1.Po
 	w.checkKilledFrozen(src, m)
 	w.deleteSourcePod(src)
 	requireTrue(t, w.waitCondition(m.pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	assertNotFrozen(t, w.get(m.pm), "after the killed source was thawed")
 	w.checkSourceDead(src, m)
 	w.setPhase(m.pm, lpmv1.PhaseSucceeded)
 	return m
+}
+
+// assertNotFrozen checks that the source agent no longer reports the
+// source frozen.
+func assertNotFrozen(t *testing.T, pm *lpmv1.PodMigration, when string) {
+	t.Helper()
+	if pm.Status.Source != nil && pm.Status.Source.Frozen {
+		t.Errorf("status.source.frozen = true %s, want false", when)
+	}
 }
 
 // restoreAndVerify drives a migration to a restored pod that the target
@@ -151,9 +161,13 @@ func (w *world) checkKilledFrozen(src *sourcePod, m *migration) {
 		}
 		assertNoCountAfter(t, src.logs[name], m.frozenAt[name])
 	}
-	if c := apimeta.FindStatusCondition(w.get(m.pm).Status.Source.Conditions,
-		lpmv1.AgentConditionCleanedUp); c != nil {
+	cur := w.get(m.pm)
+	if c := apimeta.FindStatusCondition(cur.Status.Source.Conditions, lpmv1.AgentConditionCleanedUp); c != nil {
 		t.Errorf("source CleanedUp = %+v before the source pod was deleted", c)
+	}
+	// The killed containers stay paused until the source pod is deleted.
+	if !cur.Status.Source.Frozen {
+		t.Error("status.source.frozen = false after Killed, want true while the killed source stays paused")
 	}
 }
 
@@ -502,7 +516,7 @@ func TestMigrationFailures(t *testing.T) {
 		pm := w.checkpointAndServe(src, small, nil)
 		w.setPhase(pm, lpmv1.PhasePreparingImages)
 		requireFalse(t, w.waitCondition(pm, "target", lpmv1.AgentConditionImagesReady), "target ImagesReady",
-			lpmv1.ReasonImportFailed)
+			lpmv1.ReasonNodeDiskFull)
 		w.rollBack(pm, src)
 		w.waitNoLeftovers(small)
 	})
@@ -623,6 +637,7 @@ func (w *world) rollBack(pm *lpmv1.PodMigration, src *sourcePod) {
 	t := w.t
 	w.setPhase(pm, lpmv1.PhaseFailed)
 	requireTrue(t, w.waitCondition(pm, "source", lpmv1.AgentConditionCleanedUp), "source CleanedUp")
+	assertNotFrozen(t, w.get(pm), "after the rollback thawed the source")
 	if st := taskState(t, w.ctx, src.node, src.id); st != runtime.TaskRunning {
 		t.Errorf("source task after rollback = %s, want running", st)
 	}

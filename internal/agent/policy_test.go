@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,11 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
 	"github.com/lpm-dev/lpm/internal/agent/archive"
 	"github.com/lpm-dev/lpm/internal/agent/kubelet"
 	"github.com/lpm-dev/lpm/internal/agent/runtime"
+	"github.com/lpm-dev/lpm/internal/agent/state"
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
 )
 
@@ -166,6 +170,7 @@ func TestImportReason(t *testing.T) {
 			want: lpmv1.ReasonTransferFailed},
 		{err: fmt.Errorf("fetch: %w", transfer.ErrPinMismatch), want: lpmv1.ReasonTransferFailed},
 		{err: fmt.Errorf("fetch: %w", context.DeadlineExceeded), want: lpmv1.ReasonTransferTimedOut},
+		{err: fmt.Errorf("%w: blob: %w", runtime.ErrSource, dialTimeout()), want: lpmv1.ReasonTransferFailed},
 		{err: fmt.Errorf("%w: two layers", runtime.ErrInvalidImage), want: lpmv1.ReasonImportFailed},
 		{err: errors.New("no space left on device"), want: lpmv1.ReasonImportFailed},
 	}
@@ -178,9 +183,28 @@ func TestImportReason(t *testing.T) {
 	}
 }
 
+// dialTimeout returns the error of a dial that timed out, as a dial to a
+// source node that is down does.
+func dialTimeout() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	// An expired deadline makes the dial fail with its timeout error at
+	// once, whether or not anything listens.
+	_, err = (&net.Dialer{Deadline: time.Unix(1, 0)}).Dial("tcp", addr)
+	return err
+}
+
 func TestCheckpointReason(t *testing.T) {
 	expired, cancel := context.WithTimeout(context.Background(), 0)
 	defer cancel()
+	stopped, stop := context.WithCancelCause(context.Background())
+	stop(errTaskStopped)
+	stopping, shutdown := context.WithCancel(context.Background())
+	shutdown()
 	cases := []struct {
 		name string
 		ctx  context.Context
@@ -191,6 +215,10 @@ func TestCheckpointReason(t *testing.T) {
 			err: fmt.Errorf("checkpoint: %w", &kubelet.Error{Reason: lpmv1.ReasonPodGone}), want: lpmv1.ReasonPodGone},
 		{name: "deadline", ctx: expired, err: errors.New("rpc error"), want: lpmv1.ReasonCheckpointTimedOut},
 		{name: "other", ctx: context.Background(), err: errors.New("boom"), want: lpmv1.ReasonCheckpointFailed},
+		{name: "task stopped", ctx: stopped, err: fmt.Errorf("checkpoint: %w",
+			&kubelet.Error{Reason: lpmv1.ReasonCheckpointTimedOut}), want: lpmv1.ReasonCancelled},
+		{name: "agent stopping", ctx: stopping, err: fmt.Errorf("checkpoint: %w",
+			&kubelet.Error{Reason: lpmv1.ReasonCheckpointTimedOut}), want: lpmv1.ReasonAgentRestarted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,6 +226,64 @@ func TestCheckpointReason(t *testing.T) {
 				t.Errorf("checkpointReason() = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestDiskFullReason(t *testing.T) {
+	cases := []struct {
+		name   string
+		reason lpmv1.Reason
+		err    error
+		want   lpmv1.Reason
+	}{
+		{name: "kubelet text", reason: lpmv1.ReasonCheckpointFailed,
+			err:  errors.New("kubelet returned 500: write /var/lib/kubelet/checkpoints/x: no space left on device"),
+			want: lpmv1.ReasonNodeDiskFull},
+		{name: "state write", reason: lpmv1.ReasonInternalError,
+			err:  fmt.Errorf("failed to write state: %w", &os.PathError{Op: "write", Err: syscall.ENOSPC}),
+			want: lpmv1.ReasonNodeDiskFull},
+		{name: "quota", reason: lpmv1.ReasonImageBuildFailed,
+			err: fmt.Errorf("failed to write layer: %w", syscall.EDQUOT), want: lpmv1.ReasonNodeDiskFull},
+		{name: "import text", reason: lpmv1.ReasonImportFailed,
+			err: errors.New("failed to commit: No space left on device"), want: lpmv1.ReasonNodeDiskFull},
+		{name: "other failure", reason: lpmv1.ReasonCheckpointFailed, err: errors.New("criu failed"),
+			want: lpmv1.ReasonCheckpointFailed},
+		{name: "reason of another kind", reason: lpmv1.ReasonPodGone,
+			err: errors.New("no space left on device"), want: lpmv1.ReasonPodGone},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := diskFullReason(tc.reason, tc.err); got != tc.want {
+				t.Errorf("diskFullReason(%s, %q) = %s, want %s", tc.reason, tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReplacingMergePatch(t *testing.T) {
+	old := &lpmv1.SourceAgentStatus{Frozen: true, Endpoint: "10.0.0.1:10351", LogPath: "/var/lib/lpm/logs/u",
+		VolumeData: &lpmv1.VolumeDataStatus{Image: "localhost/lpm/v", DataBytes: 3}}
+	updated := old.DeepCopy()
+	updated.Frozen = false
+	updated.VolumeData.DataBytes = 0
+	updated.Endpoint = "10.0.0.2:10351"
+
+	got, err := replacingMergePatch(old, updated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"frozen": nil, "endpoint": "10.0.0.2:10351", "logPath": "/var/lib/lpm/logs/u",
+		"volumeData": map[string]any{"image": "localhost/lpm/v", "dataBytes": nil}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("replacingMergePatch() mismatch (-want +got):\n%s", diff)
+	}
+
+	fromNothing, err := replacingMergePatch((*lpmv1.SourceAgentStatus)(nil), &lpmv1.SourceAgentStatus{Frozen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"frozen": true}, fromNothing); diff != "" {
+		t.Errorf("replacingMergePatch(nil) mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -328,5 +414,66 @@ func mustMkdir(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCollectLogs(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	store, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{store: store, clock: clocktesting.NewFakeClock(now),
+		opts: Options{LogMaxAge: 24 * time.Hour, LogMaxCount: 2}}
+	// Each log directory is a migration's UID, last written that long ago.
+	ages := map[string]time.Duration{
+		"live-old":  48 * time.Hour,
+		"newest":    time.Minute,
+		"second":    time.Hour,
+		"third":     2 * time.Hour,
+		"too-old":   25 * time.Hour,
+		"fourth":    3 * time.Hour,
+		"also-live": 30 * time.Hour,
+	}
+	for uid, age := range ages {
+		dir := a.logDir(uid)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "counter-dump.log"), []byte("log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dir, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	live := map[string]bool{"live-old": true, "also-live": true}
+	if err := a.collectLogs(context.Background(), live); err != nil {
+		t.Fatalf("collectLogs() error = %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(store.Dir(), "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, e := range entries {
+		kept = append(kept, e.Name())
+	}
+	want := []string{"also-live", "live-old", "newest", "second"}
+	if diff := cmp.Diff(want, kept); diff != "" {
+		t.Errorf("kept log directories mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestCollectLogsWithoutDirectory(t *testing.T) {
+	store, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{store: store, clock: clocktesting.NewFakeClock(time.Now()),
+		opts: Options{LogMaxAge: time.Hour, LogMaxCount: 1}}
+	if err := a.collectLogs(context.Background(), nil); err != nil {
+		t.Errorf("collectLogs() without a logs directory error = %v, want nil", err)
 	}
 }

@@ -267,7 +267,11 @@ func (a *Agent) checkpointTask(ctx context.Context, pm *lpmv1.PodMigration) {
 				log.Error(serr, "Failed to save state")
 			}
 		}
-		if perr := a.failSource(context.WithoutCancel(ctx), pm, lpmv1.AgentConditionCheckpointed, reason,
+		fail := a.failSource
+		if rec != nil {
+			fail = a.failSourceThawed
+		}
+		if perr := fail(context.WithoutCancel(ctx), pm, lpmv1.AgentConditionCheckpointed, reason,
 			err); perr != nil {
 			log.Error(perr, "Failed to report the checkpoint failure")
 		}
@@ -323,8 +327,17 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		remaining := now.Add(timeout).Sub(a.clock.Now())
 		nodePath, err := a.checkpointer.Checkpoint(ctx, pm.Namespace, pod.Name, c.name, remaining)
 		if err != nil {
+			reason := checkpointReason(ctx, err)
+			switch reason {
+			case lpmv1.ReasonCancelled:
+				return rec, reason, fmt.Errorf("the checkpoint of container %s stopped because the migration "+
+					"ended or was deleted: %w", c.name, err)
+			case lpmv1.ReasonAgentRestarted:
+				return rec, reason, fmt.Errorf("the checkpoint of container %s stopped because the agent of "+
+					"node %s is stopping: %w", c.name, a.opts.NodeName, err)
+			}
 			dir, lines := a.keepRuntimeLog(ctx, string(pm.UID), c.name, "dump", err.Error())
-			return rec, checkpointReason(ctx, err), withCRIUErrors(fmt.Errorf("failed to checkpoint container %s: %w",
+			return rec, reason, withCRIUErrors(fmt.Errorf("failed to checkpoint container %s: %w",
 				c.name, err), a.opts.NodeName, dir, lines)
 		}
 		local, err := a.localArchivePath(nodePath)
@@ -386,6 +399,14 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 }
 
 func checkpointReason(ctx context.Context, err error) lpmv1.Reason {
+	// A stopped task ends the kubelet's request, and the error then reports
+	// only that the kubelet did not respond in time.
+	if errors.Is(ctx.Err(), context.Canceled) {
+		if errors.Is(context.Cause(ctx), errTaskStopped) {
+			return lpmv1.ReasonCancelled
+		}
+		return lpmv1.ReasonAgentRestarted
+	}
 	var kerr *kubelet.Error
 	if errors.As(err, &kerr) {
 		return kerr.Reason
@@ -676,8 +697,9 @@ func (a *Agent) abandonCheckpoint(ctx context.Context, pm *lpmv1.PodMigration, r
 	if err := a.store.Save(rec); err != nil {
 		return err
 	}
-	return a.failSource(ctx, pm, lpmv1.AgentConditionCheckpointed, lpmv1.ReasonCheckpointFailed,
-		errors.New("the agent stopped during the checkpoint, which is never resumed; the source was thawed"))
+	return a.failSourceThawed(ctx, pm, lpmv1.AgentConditionCheckpointed, lpmv1.ReasonAgentRestarted,
+		fmt.Errorf("the agent of node %s restarted during the checkpoint, which it never resumes; it thawed "+
+			"the source and deleted the archives", a.opts.NodeName))
 }
 
 // thawAndDiscard thaws what the record paused and deletes its archives.
