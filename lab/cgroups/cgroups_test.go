@@ -37,7 +37,8 @@ func TestRemoveKillsFrozenProcess(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sleep.Wait() }()
 	dir := filepath.Join(freezer, root)
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(sleep.Process.Pid)), 0o644); err != nil {
+	pid := []byte(strconv.Itoa(sleep.Process.Pid))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("FROZEN"), 0o644); err != nil {
@@ -59,7 +60,10 @@ func TestRemoveKillsFrozenProcess(t *testing.T) {
 		t.Fatalf("Remove() error = %v", err)
 	}
 	select {
-	case <-done:
+	case err := <-done:
+		if err == nil {
+			t.Errorf("the frozen process exited cleanly, want it killed")
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the frozen process still runs 10s after Remove")
 	}
