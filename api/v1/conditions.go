@@ -56,22 +56,27 @@ type Reason string
 
 // Reasons while a migration progresses or after it succeeds.
 const (
-	ReasonPending           Reason = "Pending"
-	ReasonWaitingForAgents  Reason = "WaitingForAgents"
-	ReasonWaitingForSlot    Reason = "WaitingForSlot"
-	ReasonInProgress        Reason = "InProgress"
-	ReasonChecksPassed      Reason = "ChecksPassed"
-	ReasonDryRun            Reason = "DryRun"
-	ReasonCheckpointed      Reason = "Checkpointed"
-	ReasonImagesReady       Reason = "ImagesReady"
-	ReasonSettling          Reason = "Settling"
-	ReasonVerified          Reason = "Verified"
-	ReasonSourceDeleted     Reason = "SourceDeleted"
-	ReasonSourceKept        Reason = "SourceKept"
-	ReasonMigrationComplete Reason = "MigrationComplete"
-	ReasonCleanedUp         Reason = "CleanedUp"
-	ReasonSourceKilled      Reason = "SourceKilled"
-	ReasonSourceDeleting    Reason = "SourceDeleting"
+	ReasonPending          Reason = "Pending"
+	ReasonWaitingForAgents Reason = "WaitingForAgents"
+	ReasonWaitingForSlot   Reason = "WaitingForSlot"
+	ReasonInProgress       Reason = "InProgress"
+	ReasonChecksPassed     Reason = "ChecksPassed"
+	ReasonDryRun           Reason = "DryRun"
+	ReasonCheckpointed     Reason = "Checkpointed"
+	ReasonImagesReady      Reason = "ImagesReady"
+	ReasonSettling         Reason = "Settling"
+	// ReasonWaitingForNodeLease: the settle window has passed, and the
+	// controller waits for the target node's kubelet to renew its Lease,
+	// which shows that the node still ran after the window. The migration
+	// holds no concurrency slot meanwhile.
+	ReasonWaitingForNodeLease Reason = "WaitingForNodeLease"
+	ReasonVerified            Reason = "Verified"
+	ReasonSourceDeleted       Reason = "SourceDeleted"
+	ReasonSourceKept          Reason = "SourceKept"
+	ReasonMigrationComplete   Reason = "MigrationComplete"
+	ReasonCleanedUp           Reason = "CleanedUp"
+	ReasonSourceKilled        Reason = "SourceKilled"
+	ReasonSourceDeleting      Reason = "SourceDeleting"
 )
 
 // Reasons a pod or target node fails the preflight checks. The source pod is

@@ -25,6 +25,9 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonImagesReady:  "Every checkpoint image is available to the target node's runtime.",
 	lpmv1.ReasonSettling: "The restored pod is Ready. The controller waits for the settle window to pass " +
 		"without a container restart before it removes the source pod.",
+	lpmv1.ReasonWaitingForNodeLease: "The restored pod stayed Ready through the settle window. The " +
+		"controller waits for the target node's kubelet to renew its Lease (every 10 s by default), " +
+		"which shows the node still runs, before it removes the source pod.",
 	lpmv1.ReasonVerified:      "The restored pod is Ready, restored from its checkpoint and stable.",
 	lpmv1.ReasonSourceDeleted: "The source pod was deleted after the restored pod was verified.",
 	lpmv1.ReasonSourceDeleting: "The restored pod is verified. The controller deletes the source pod " +

@@ -341,6 +341,8 @@ func restoringDetail(pm *lpmv1.PodMigration, running bool) string {
 		step = "verified"
 	case restored != nil && restored.Reason == string(lpmv1.ReasonSettling):
 		step = "settling"
+	case restored != nil && restored.Reason == string(lpmv1.ReasonWaitingForNodeLease):
+		step = "waiting for the target node's Lease"
 	}
 	switch {
 	case detail == "":

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -51,7 +52,7 @@ func (s *Slots) Admit(m *lpmv1.PodMigration, all []lpmv1.PodMigration) (bool, st
 	for i := range all {
 		o := &all[i]
 		seen[o.UID] = true
-		if isRunning(o.Status.Phase) {
+		if holdsSlot(o) {
 			running[o.UID] = o.Status.SourceNode
 		}
 		if o.Status.Phase != "" && o.Status.Phase != lpmv1.PhasePending {
@@ -87,7 +88,19 @@ func (s *Slots) Admit(m *lpmv1.PodMigration, all []lpmv1.PodMigration) (bool, st
 	return true, ""
 }
 
-// isRunning reports whether a migration in phase holds a slot.
+// holdsSlot reports whether a migration holds a slot: it runs, and does
+// more than wait for the target node's Lease, which costs neither node
+// anything.
+func holdsSlot(m *lpmv1.PodMigration) bool {
+	if !isRunning(m.Status.Phase) {
+		return false
+	}
+	c := meta.FindStatusCondition(m.Status.Conditions, lpmv1.ConditionRestored)
+	return c == nil || c.Reason != string(lpmv1.ReasonWaitingForNodeLease)
+}
+
+// isRunning reports whether a migration in phase is past Pending and not
+// finished.
 func isRunning(phase lpmv1.MigrationPhase) bool {
 	switch phase {
 	case lpmv1.PhaseCheckpointing, lpmv1.PhaseCheckpointComplete, lpmv1.PhasePreparingImages, lpmv1.PhaseRestoring:

@@ -142,7 +142,7 @@ func verifyRestoredPod(o *outcome, w *world) {
 	// far longer than the settle window. Only a Lease that the target's kubelet renewed
 	// after the window ended shows that the node still ran then.
 	if !leaseRenewedSince(w.targetLease, settled) {
-		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonSettling,
+		o.setCondition(lpmv1.ConditionRestored, metav1.ConditionUnknown, lpmv1.ReasonWaitingForNodeLease,
 			fmt.Sprintf("pod %s was Ready through its settle window, which ended at %s. Waiting for the kubelet "+
 				"of node %s to renew its Lease in %s after that time, which shows the node still runs",
 				pod.Name, settled.UTC().Format(time.RFC3339Nano), o.status.TargetNode, corev1.NamespaceNodeLease))

@@ -125,7 +125,7 @@ func TestStepRestoring(t *testing.T) {
 			},
 			now:           agentReadyAt.Add(DefaultSettle + 30*time.Second),
 			wantPhase:     lpmv1.PhaseRestoring,
-			wantRestored:  lpmv1.ReasonSettling,
+			wantRestored:  lpmv1.ReasonWaitingForNodeLease,
 			wantReadyTime: agentReadyAt,
 			wantRequeue:   nodeLeaseRecheck,
 		},
@@ -135,7 +135,7 @@ func TestStepRestoring(t *testing.T) {
 			world:        func(w *world) { w.targetLease = nil },
 			now:          agentReadyAt.Add(DefaultSettle + 30*time.Second),
 			wantPhase:    lpmv1.PhaseRestoring,
-			wantRestored: lpmv1.ReasonSettling,
+			wantRestored: lpmv1.ReasonWaitingForNodeLease,
 			wantRequeue:  nodeLeaseRecheck,
 		},
 		{

@@ -19,20 +19,20 @@ import (
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // wakeWaiting returns the handler that reconciles migrations waiting for a
-// slot as soon as one frees: when a migration that held a slot finishes or
-// is deleted. Without it a waiting migration would see the free slot only
+// slot as soon as one frees: when a migration that held a slot finishes,
+// only waits for its target node's Lease, or is deleted. Without it a waiting migration would see the free slot only
 // at its next poll (slotPollInterval), which stays as the fallback.
 func (r *PodMigrationReconciler) wakeWaiting() handler.EventHandler {
 	return handler.Funcs{
 		UpdateFunc: func(ctx context.Context, e crevent.UpdateEvent, q queue) {
 			before, ok1 := e.ObjectOld.(*lpmv1.PodMigration)
 			after, ok2 := e.ObjectNew.(*lpmv1.PodMigration)
-			if ok1 && ok2 && isRunning(before.Status.Phase) && !isRunning(after.Status.Phase) {
+			if ok1 && ok2 && holdsSlot(before) && !holdsSlot(after) {
 				r.enqueueWaiting(ctx, after.Status.SourceNode, q)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e crevent.DeleteEvent, q queue) {
-			if m, ok := e.Object.(*lpmv1.PodMigration); ok && isRunning(m.Status.Phase) {
+			if m, ok := e.Object.(*lpmv1.PodMigration); ok && holdsSlot(m) {
 				r.enqueueWaiting(ctx, m.Status.SourceNode, q)
 			}
 		},
