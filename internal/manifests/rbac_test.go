@@ -33,6 +33,9 @@ var wantPermissions = map[string][]string{
 		"watch lpm.dev/podmigrations",
 		"update lpm.dev/podmigrations/finalizers",
 		"get lpm.dev/podmigrations/status", "patch lpm.dev/podmigrations/status",
+		// Node Leases, read to see that a target's kubelet still runs. The
+		// cache watches kube-node-lease only.
+		"get coordination.k8s.io/leases", "list coordination.k8s.io/leases", "watch coordination.k8s.io/leases",
 		// Leader election, in the controller's namespace only.
 		"create coordination.k8s.io/leases (ns lpm-system)",
 		"get coordination.k8s.io/leases[" + controller.LeaderElectionID + "] (ns lpm-system)",
