@@ -67,8 +67,7 @@ const (
 	ReasonSettling         Reason = "Settling"
 	// ReasonWaitingForNodeLease: the settle window has passed, and the
 	// controller waits for the target node's kubelet to renew its Lease,
-	// which shows that the node still ran after the window. The migration
-	// holds no concurrency slot meanwhile.
+	// which shows that the node still ran after the window.
 	ReasonWaitingForNodeLease Reason = "WaitingForNodeLease"
 	ReasonVerified            Reason = "Verified"
 	ReasonSourceDeleted       Reason = "SourceDeleted"

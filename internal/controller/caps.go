@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
@@ -88,15 +87,11 @@ func (s *Slots) Admit(m *lpmv1.PodMigration, all []lpmv1.PodMigration) (bool, st
 	return true, ""
 }
 
-// holdsSlot reports whether a migration holds a slot: it runs, and does
-// more than wait for the target node's Lease, which costs neither node
-// anything.
+// holdsSlot reports whether a migration holds a slot: from admission until
+// it finishes, the wait for the target node's Lease included. Until then
+// its restored pod and its frozen source both take room on their nodes.
 func holdsSlot(m *lpmv1.PodMigration) bool {
-	if !isRunning(m.Status.Phase) {
-		return false
-	}
-	c := meta.FindStatusCondition(m.Status.Conditions, lpmv1.ConditionRestored)
-	return c == nil || c.Reason != string(lpmv1.ReasonWaitingForNodeLease)
+	return isRunning(m.Status.Phase)
 }
 
 // isRunning reports whether a migration in phase is past Pending and not

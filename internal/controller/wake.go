@@ -19,8 +19,8 @@ import (
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // wakeWaiting returns the handler that reconciles migrations waiting for a
-// slot as soon as one frees: when a migration that held a slot finishes,
-// only waits for its target node's Lease, or is deleted. Without it a waiting migration would see the free slot only
+// slot as soon as one frees: when a migration that held a slot finishes or
+// is deleted. Without it a waiting migration would see the free slot only
 // at its next poll (slotPollInterval), which stays as the fallback.
 func (r *PodMigrationReconciler) wakeWaiting() handler.EventHandler {
 	return handler.Funcs{

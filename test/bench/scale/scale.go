@@ -21,6 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -307,15 +308,22 @@ func waitDone(ctx context.Context, c client.Client, opts Options) (int, int, err
 			return 0, 0, err
 		}
 		succeeded, failed := 0, 0
+		reasons := map[string]int{}
 		for _, m := range list.Items {
 			switch m.Status.Phase {
 			case lpmv1.PhaseSucceeded:
 				succeeded++
 			case lpmv1.PhaseFailed:
 				failed++
+				if c := meta.FindStatusCondition(m.Status.Conditions, lpmv1.ConditionSucceeded); c != nil {
+					reasons[c.Reason]++
+				}
 			}
 		}
 		if succeeded+failed == opts.Migrations {
+			if failed > 0 {
+				opts.logf("controller: failure reasons %v", reasons)
+			}
 			return succeeded, failed, nil
 		}
 		if time.Since(lastLog) > 15*time.Second {
