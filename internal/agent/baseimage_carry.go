@@ -139,7 +139,7 @@ func (b *baseImageServer) BaseImage(ctx context.Context, peer *transfer.Peer,
 		}}, nil
 }
 
-// imageRecord returns containerd's record of an image the CRI knows by ref,
+// imageRecord returns containerd's record of an image the CRI looks up by ref,
 // and the image's ID.
 func (b *baseImageServer) imageRecord(ctx context.Context, ref string) (images.Image, digest.Digest, error) {
 	img, err := b.runtime.CRIImageStatus(ctx, ref)
@@ -160,7 +160,7 @@ func (b *baseImageServer) imageRecord(ctx context.Context, ref string) (images.I
 			return record, id, nil
 		}
 	}
-	return images.Image{}, "", fmt.Errorf("%w: the runtime holds no record of image %s", transfer.ErrNotFound, ref)
+	return images.Image{}, "", fmt.Errorf("%w: image %s not found in the runtime", transfer.ErrNotFound, ref)
 }
 
 // baseImageAnchors returns what a container's image reference fixes of the
@@ -181,7 +181,7 @@ func baseImageAnchors(ref, knownID string) (root, id digest.Digest) {
 	return root, id
 }
 
-// baseImageOutcome is what the target agent did to hold one base image.
+// baseImageOutcome records how the target agent obtained one base image.
 type baseImageOutcome struct {
 	ref     string
 	pulled  bool

@@ -177,7 +177,7 @@ func (c *Client) post(ctx context.Context, target string) (int, []byte, error) {
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err == nil {
-		// An answer that arrives after the deadline is not used.
+		// A response that arrives after the deadline is discarded.
 		err = ctx.Err()
 	}
 	if err != nil {

@@ -304,8 +304,8 @@ func copyLayer(ctx context.Context, w content.Writer, req ImportRequest, desc oc
 	defer func() { _ = rc.Close() }()
 
 	// containerd's content writer sends one request per Write and waits for
-	// its answer, so the layer goes in writes of layerWriteSize rather than
-	// in the 16 KiB pieces a TLS connection reads.
+	// the response. Buffering sends the layer in writes of layerWriteSize
+	// instead of the 16 KiB pieces that a TLS connection returns.
 	counter := &progressWriter{w: w, done: ws.Offset, total: desc.Size, report: req.Progress}
 	buffered := bufio.NewWriterSize(counter, layerWriteSize)
 	n, err := io.Copy(buffered, io.LimitReader(rc, desc.Size-ws.Offset+1))
