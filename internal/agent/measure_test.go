@@ -99,25 +99,37 @@ func measure(ctx context.Context, t *testing.T, rt *runtime.Runtime, pagesBytes 
 	}
 	build := time.Since(start)
 
-	name := "localhost/lpm/measure/local:" + strconv.FormatInt(pagesBytes>>20, 10)
-	start = time.Now()
-	if _, err := rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor()}, img); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rt.WaitForCRIImage(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	local := time.Since(start)
-	if err := rt.RemoveImage(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-
+	size := strconv.FormatInt(pagesBytes>>20, 10)
+	stored := importTimed(ctx, t, rt, runtime.ImportRequest{Name: "localhost/lpm/measure/stored:" + size,
+		Index: img.Descriptor()}, img)
+	local := importTimed(ctx, t, rt, runtime.ImportRequest{Name: "localhost/lpm/measure/local:" + size,
+		Index: img.Descriptor(), ProcRoot: "/proc"}, img)
 	direct := measureDirect(ctx, t, rt, img, pagesBytes)
 	mibs := float64(st.Size()) / (1 << 20)
-	t.Logf("archive %.0f MiB: build %s (%.0f MiB/s); import from file %s (%.0f MiB/s); "+
-		"direct transfer and import %s (%.0f MiB/s)", mibs, build.Round(time.Millisecond),
-		mibs/build.Seconds(), local.Round(time.Millisecond), mibs/local.Seconds(),
+	t.Logf("archive %.0f MiB: build %s (%.0f MiB/s); import from file through the content store %s "+
+		"(%.0f MiB/s), into the snapshot %s (%.0f MiB/s); direct transfer and import %s (%.0f MiB/s)", mibs,
+		build.Round(time.Millisecond), mibs/build.Seconds(), stored.Round(time.Millisecond),
+		mibs/stored.Seconds(), local.Round(time.Millisecond), mibs/local.Seconds(),
 		direct.Round(time.Millisecond), mibs/direct.Seconds())
+}
+
+// importTimed imports an image until the CRI reports it, removes it again
+// and returns how long the import took.
+func importTimed(ctx context.Context, t *testing.T, rt *runtime.Runtime, req runtime.ImportRequest,
+	src runtime.BlobSource) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if _, err := rt.Import(ctx, req, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.WaitForCRIImage(ctx, req.Name); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if err := rt.RemoveImage(ctx, req.Name); err != nil {
+		t.Fatal(err)
+	}
+	return elapsed
 }
 
 func measureDirect(ctx context.Context, t *testing.T, rt *runtime.Runtime, img *ckptimage.Image,
@@ -150,19 +162,8 @@ func measureDirect(ctx context.Context, t *testing.T, rt *runtime.Runtime, img *
 	src := transfer.NewClient(target, tokenFile, clk).Source(ln.Addr().String(), source.Fingerprint, "measure",
 		"counter")
 
-	name := "localhost/lpm/measure/direct:" + strconv.FormatInt(pagesBytes>>20, 10)
-	start := time.Now()
-	if _, err := rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor()}, src); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rt.WaitForCRIImage(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	elapsed := time.Since(start)
-	if err := rt.RemoveImage(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	return elapsed
+	return importTimed(ctx, t, rt, runtime.ImportRequest{Name: "localhost/lpm/measure/direct:" +
+		strconv.FormatInt(pagesBytes>>20, 10), Index: img.Descriptor(), ProcRoot: "/proc"}, src)
 }
 
 func splitComma(s string) []string {

@@ -301,6 +301,7 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 		Labels:       map[string]string{labelMigrationUID: string(pm.UID), labelMigration: pm.Namespace + "/" + pm.Name},
 		Platform:     &a.opts.Platform,
 		Snapshotter:  a.opts.Snapshotter,
+		ProcRoot:     a.opts.ProcRoot,
 		Progress:     func(done, _ int64) { progress(done) },
 		IngestPrefix: ingestPrefix(string(pm.UID)),
 	}

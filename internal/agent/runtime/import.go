@@ -47,6 +47,14 @@ type BlobSource interface {
 	Open(ctx context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error)
 }
 
+// DigestVerifier is implemented by a BlobSource whose readers, for a blob
+// read from the start, fail at its end unless the blob matches its
+// descriptor's digest and size. The importer does not hash what such a
+// source delivers a second time.
+type DigestVerifier interface {
+	VerifiesDigest() bool
+}
+
 // ImportRequest describes an image to stream into the runtime.
 type ImportRequest struct {
 	// Name is the image name to create, for example
@@ -62,6 +70,13 @@ type ImportRequest struct {
 	Snapshotter string
 	// Progress, when set, is called with the layer bytes received so far.
 	Progress func(done, total int64)
+	// ProcRoot is where the importer sees the node's /proc. When set, the
+	// layer is extracted as it arrives straight into a snapshot through
+	// containerd's root (/proc/<containerd's PID>/root), without a copy in
+	// the content store; when empty, or when the snapshotter does not hand
+	// out a plain directory, the layer goes through the content store and
+	// is unpacked from there.
+	ProcRoot string
 	// IngestPrefix starts the references of this import's content writes,
 	// so that a cleanup can abort exactly its unfinished ones; "lpm-" when
 	// empty.
@@ -84,12 +99,13 @@ type ImportResult struct {
 	Bytes int64
 }
 
-// Import streams a checkpoint image from src into the content store,
-// verifying every blob by digest as it arrives, creates the image record
-// and unpacks it. The layer is written to containerd as it is received, so
-// a large archive is never buffered: containerd's content store is the
-// only copy on this node. A failed import leaves no content and no image
-// behind.
+// Import streams a checkpoint image from src into containerd, verifying
+// every blob by digest as it arrives, and creates the image record. The
+// layer is extracted into its snapshot as it is received when
+// req.ProcRoot allows it, so that the snapshot is the only copy on this
+// node; otherwise it is written to the content store as it is received
+// and unpacked from there. A large archive is never buffered. A failed
+// import leaves no content, snapshot or image behind.
 func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource) (*ImportResult, error) {
 	ctx, done, err := r.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(6*time.Hour))
 	if err != nil {
@@ -120,10 +136,19 @@ func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource)
 	}
 
 	cs := r.client.ContentStore()
-	if err := r.ingestLayer(ctx, req, layer, src); err != nil {
+	direct, err := r.snapshotLayer(ctx, req, layer, src)
+	if err != nil {
 		return nil, err
 	}
-	if err := writeSmall(ctx, cs, req, manifest.Config, configRaw, nil); err != nil {
+	var configLabels map[string]string
+	if direct {
+		// The config holds the snapshot, as it does after containerd's
+		// own unpacking.
+		configLabels = map[string]string{labelGCSnapshotRef + req.snapshotter(): layer.Digest.String()}
+	} else if err := r.ingestLayer(ctx, req, layer, src); err != nil {
+		return nil, err
+	}
+	if err := writeSmall(ctx, cs, req, manifest.Config, configRaw, configLabels); err != nil {
 		return nil, err
 	}
 	if err := writeSmall(ctx, cs, req, manifestDesc, manifestRaw, map[string]string{
@@ -142,10 +167,12 @@ func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource)
 	if err != nil {
 		return nil, err
 	}
-	if err := containerd.NewImageWithPlatform(r.client, img, platforms.Only(platform)).
-		Unpack(ctx, req.Snapshotter); err != nil {
-		_ = r.RemoveImage(context.WithoutCancel(ctx), req.Name)
-		return nil, fmt.Errorf("failed to unpack image %q: %w", req.Name, err)
+	if !direct {
+		if err := containerd.NewImageWithPlatform(r.client, img, platforms.Only(platform)).
+			Unpack(ctx, req.Snapshotter); err != nil {
+			_ = r.RemoveImage(context.WithoutCancel(ctx), req.Name)
+			return nil, fmt.Errorf("failed to unpack image %q: %w", req.Name, err)
+		}
 	}
 	total := req.Index.Size + manifestDesc.Size + manifest.Config.Size + layer.Size
 	return &ImportResult{Layer: layer, Bytes: total}, nil

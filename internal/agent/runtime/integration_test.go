@@ -2,16 +2,20 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/lpm-dev/lpm/internal/agent/archive"
+	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
 	"github.com/lpm-dev/lpm/internal/agent/ckptimage"
 	"github.com/lpm-dev/lpm/internal/agent/internal/noderoot"
 	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
@@ -104,9 +108,18 @@ func TestCheckpointImportRestore(t *testing.T) {
 	archivePath := filepath.Join(n.node.LogDir, "checkpoint.tar")
 	img := buildImage(t, archivePath, "counter")
 	name := ckptimage.DirectReference("default", "source", "counter", "4f1d2c3b-0000")
-	if _, err := n.rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(),
-		Labels: map[string]string{"lpm.dev/migration-uid": "4f1d2c3b-0000"}}, img); err != nil {
+	// The test reads the node's /proc, as the agent does, so the layer goes
+	// straight into its snapshot and never into the content store.
+	res, err := n.rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(), ProcRoot: "/proc",
+		Labels: map[string]string{"lpm.dev/migration-uid": "4f1d2c3b-0000"}}, img)
+	if err != nil {
 		t.Fatalf("Import() error = %v", err)
+	}
+	if _, err := n.rt.Client().ContentStore().Info(ctx, res.Layer.Digest); !errdefs.IsNotFound(err) {
+		t.Errorf("content store Info(layer) error = %v, want not found: the layer must not be copied there", err)
+	}
+	if _, err := n.rt.Client().SnapshotService("overlayfs").Stat(ctx, res.Layer.Digest.String()); err != nil {
+		t.Errorf("snapshot of the layer: %v", err)
 	}
 	if _, err := n.rt.WaitForCRIImage(ctx, name); err != nil {
 		t.Fatalf("WaitForCRIImage() error = %v", err)
@@ -187,4 +200,68 @@ func buildImage(t *testing.T, archivePath, container string) *ckptimage.Image {
 		t.Fatalf("Build() error = %v", err)
 	}
 	return img
+}
+
+// TestImportAlteredLayer imports an image whose layer changed after the
+// image was built: the import into the snapshot must fail with a digest
+// mismatch and leave no snapshot, no content and no image behind.
+func TestImportAlteredLayer(t *testing.T) {
+	noderoot.RequireComponents(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	node := noderoot.Start(t, noderoot.Config{Name: "altered", SandboxImage: "localhost/none:v1",
+		RestoreViaCreate: true})
+	rt, err := runtime.Connect(ctx, node.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rt.Close() }()
+
+	path := filepath.Join(t.TempDir(), "checkpoint.tar")
+	archivetest.WriteFile(t, path, archivetest.Options{PagesBytes: 1 << 20})
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := archive.Inspect(f, archive.Limits{})
+	_ = f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: path, Archive: info, Container: "counter",
+		MigrationUID: "altered", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("altered"), info.Size/2); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+
+	name := "localhost/lpm/altered/counter:1"
+	_, err = rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(), ProcRoot: "/proc"}, img)
+	if !errors.Is(err, runtime.ErrDigestMismatch) {
+		t.Fatalf("Import() of an altered layer error = %v, want %v", err, runtime.ErrDigestMismatch)
+	}
+	sn := rt.Client().SnapshotService("overlayfs")
+	if _, err := sn.Stat(ctx, img.Layer.Digest.String()); !errdefs.IsNotFound(err) {
+		t.Errorf("snapshot of the altered layer: Stat() error = %v, want not found", err)
+	}
+	var left []string
+	if err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		left = append(left, info.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("snapshots left after a failed import: %v", left)
+	}
+	if _, err := rt.Client().ImageService().Get(ctx, name); !errdefs.IsNotFound(err) {
+		t.Errorf("image of a failed import: Get() error = %v, want not found", err)
+	}
 }

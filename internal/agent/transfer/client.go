@@ -106,6 +106,10 @@ func (s *Source) Open(ctx context.Context, desc ocispec.Descriptor, offset int64
 	return body, nil
 }
 
+// VerifiesDigest reports that Open verifies a blob read from the start
+// against its digest and size, so an importer need not hash it again.
+func (s *Source) VerifiesDigest() bool { return true }
+
 // get sends an authenticated GET, asking for the bytes from offset on when
 // offset is positive.
 func (s *Source) get(ctx context.Context, url string, offset int64) (*http.Response, error) {
