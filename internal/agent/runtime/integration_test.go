@@ -15,8 +15,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/lpm-dev/lpm/internal/agent/archive"
-	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
 	"github.com/lpm-dev/lpm/internal/agent/ckptimage"
+	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
 	"github.com/lpm-dev/lpm/internal/agent/internal/noderoot"
 	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
 	"github.com/lpm-dev/lpm/internal/agent/runtime"
