@@ -323,10 +323,13 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		return rec, lpmv1.ReasonCheckpointFailed, err
 	}
 
+	followed := map[string]*archive.Info{}
 	for _, c := range containers {
 		remaining := now.Add(timeout).Sub(a.clock.Now())
+		follower := followArchive(ctx, a.opts.LocalCheckpointsDir, pod.Name, pod.Namespace, c.name)
 		nodePath, err := a.checkpointer.Checkpoint(ctx, pm.Namespace, pod.Name, c.name, remaining)
 		if err != nil {
+			follower.stop()
 			reason := checkpointReason(ctx, err)
 			switch reason {
 			case lpmv1.ReasonCancelled:
@@ -342,7 +345,11 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		}
 		local, err := a.localArchivePath(nodePath)
 		if err != nil {
+			follower.stop()
 			return rec, lpmv1.ReasonCheckpointFailed, err
+		}
+		if info, ok := follower.finish(local); ok {
+			followed[local] = info
 		}
 		// The archive holds the processes' memory: only root may read it,
 		// whatever mode the runtime wrote it with.
@@ -373,7 +380,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		rec.Paused = nil
 	}
 
-	stats, reason, err := a.buildImages(pm, pod, rec)
+	stats, reason, err := a.buildImages(pm, pod, rec, followed)
 	if err != nil {
 		return rec, reason, err
 	}
@@ -431,13 +438,18 @@ func (a *Agent) localArchivePath(nodePath string) (string, error) {
 }
 
 // buildImages validates each archive in one hashing pass and builds its
-// checkpoint image, keeping the image's small blobs in the record.
-func (a *Agent) buildImages(pm *lpmv1.PodMigration, pod *corev1.Pod, rec *state.Record) (
-	[]lpmv1.SourceContainerStatus, lpmv1.Reason, error) {
+// checkpoint image, keeping the image's small blobs in the record. An
+// archive in followed was inspected while the runtime wrote it.
+func (a *Agent) buildImages(pm *lpmv1.PodMigration, pod *corev1.Pod, rec *state.Record,
+	followed map[string]*archive.Info) ([]lpmv1.SourceContainerStatus, lpmv1.Reason, error) {
 	var out []lpmv1.SourceContainerStatus
 	for i := range rec.Containers {
 		c := &rec.Containers[i]
-		info, err := inspectFile(c.ArchivePath)
+		info := followed[c.ArchivePath]
+		var err error
+		if info == nil {
+			info, err = inspectFile(c.ArchivePath)
+		}
 		if err != nil {
 			var archiveErr *archive.Error
 			if errors.As(err, &archiveErr) {
