@@ -42,11 +42,10 @@ var FloorStages = []string{StageCRIUDump, StageRuntimeCopies, StageResponse, Sta
 // Image preparation stage names of lpm's path.
 const (
 	PrepBuild         = "lpm build"
-	PrepImportLocal   = "lpm import from file"
+	PrepImportLocal   = "lpm import from file into the snapshot"
 	PrepDirect        = "lpm transfer and import"
 	PrepTotal         = "lpm total"
-	PrepIngestSmall   = "content ingest, 32 KiB writes"
-	PrepIngestLarge   = "content ingest, 1 MiB writes"
+	PrepImportStored  = "lpm import from file through the content store"
 	ChannelDirect     = "direct channel"
 	ChannelPlainCopy  = "plain TCP copy"
 	ChannelDirectMiBs = "directMiBps"
@@ -135,7 +134,7 @@ func (r *Runner) runtimeFloor(ctx context.Context, res *FloorResult, recipe *ima
 		return err
 	}
 	imageName := fmt.Sprintf("localhost/lpm-bench/%s:local", name)
-	importTime, err := imageprep.Import(ctx, rt, img, img, imageName)
+	importTime, err := imageprep.Import(ctx, rt, img, img, imageName, false)
 	if err != nil {
 		return err
 	}
@@ -256,7 +255,7 @@ func (r *Runner) prepareImages(ctx context.Context, res *FloorResult, rt *runtim
 	}
 	defer ch.Close()
 	directName := fmt.Sprintf("localhost/lpm-bench/%s:direct", src.Pod)
-	direct, err := imageprep.Import(ctx, rt, img, ch.Source, directName)
+	direct, err := imageprep.Import(ctx, rt, img, ch.Source, directName, false)
 	if err != nil {
 		return err
 	}
@@ -264,20 +263,16 @@ func (r *Runner) prepareImages(ctx context.Context, res *FloorResult, rt *runtim
 	res.ImagePrep.Stages[PrepDirect] = direct.Seconds()
 	res.ImagePrep.Stages[PrepTotal] = res.ImagePrep.Stages[PrepBuild] + direct.Seconds()
 
-	// The step of the import that receives the layer, with lpm's write
-	// size and with larger writes.
-	for _, w := range []struct {
-		stage string
-		size  int
-	}{{PrepIngestSmall, imageprep.IngestSmallWrites}, {PrepIngestLarge, imageprep.IngestLargeWrites}} {
-		d, err := imageprep.Ingest(ctx, rt, img, src.ArchivePath, w.size)
-		if err != nil {
-			// A side measurement: the comparison with the recipe goes on.
-			r.logf("ingest with %d-byte writes, %d MiB run %d failed: %v", w.size, mib, index, err)
-			continue
-		}
-		res.ImagePrep.Stages[w.stage] = d.Seconds()
+	// The agent's other import path, through the content store, from the
+	// local file.
+	storedName := fmt.Sprintf("localhost/lpm-bench/%s:stored", src.Pod)
+	if stored, err := imageprep.Import(ctx, rt, img, img, storedName, true); err != nil {
+		// A side measurement: the comparison with the recipe goes on.
+		r.logf("import through the content store, %d MiB run %d failed: %v", mib, index, err)
+	} else {
+		res.ImagePrep.Stages[PrepImportStored] = stored.Seconds()
 	}
+	_ = rt.RemoveImage(context.WithoutCancel(ctx), storedName)
 
 	channel, n, err := ch.ReadLayer(ctx, img)
 	if err != nil {

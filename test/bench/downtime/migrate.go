@@ -28,7 +28,6 @@ const (
 	StageRuntimeCopies = "runtime copies"
 	StageImageBuild    = "image build"
 	StageTransfer      = "transfer"
-	StageUnpack        = "unpack"
 	StageReport        = "report, create pod"
 	StageSandbox       = "sandbox"
 	StageRestoreCopy   = "restore copy"
@@ -41,7 +40,7 @@ const (
 
 // MigrationStages lists the stages of Migrate in time order.
 var MigrationStages = []string{StageFreeze, StageCRIUDump, StageRuntimeCopies, StageImageBuild, StageTransfer,
-	StageUnpack, StageReport, StageSandbox, StageRestoreCopy, StageCRIURestore, StageToReady}
+	StageReport, StageSandbox, StageRestoreCopy, StageCRIURestore, StageToReady}
 
 // Migrate moves a randmem pod of mib MiB from node-a to node-b with a
 // PodMigration and measures the downtime and its stages. It checks that
@@ -163,9 +162,11 @@ func (r *Runner) placeMigration(run *results.Run, pm *lpmv1.PodMigration, marks 
 		{Stage: StageFreeze, Match: benchlab.On(src, "/tasks/paused", "")},
 		{Stage: StageCRIUDump, Match: benchlab.On(src, "create:ingest", "")},
 		{Stage: StageRuntimeCopies, Match: benchlab.On(src, "close:archive", "")},
-		{Stage: StageImageBuild, Match: benchlab.On(dst, "create:ingest", "")},
-		{Stage: StageTransfer, Match: benchlab.OnContent(dst, archiveBytes/2)},
-		{Stage: StageUnpack, Match: benchlab.On(dst, "/snapshot/commit", "")},
+		// The target's agent prepares the snapshot it extracts the layer
+		// into just before it opens the stream, and commits it when the
+		// layer is complete and verified.
+		{Stage: StageImageBuild, Match: benchlab.OnPrefix(dst, "/snapshot/prepare", "extract-lpm-")},
+		{Stage: StageTransfer, Match: benchlab.On(dst, "/snapshot/commit", "")},
 		{Stage: StageReport, At: restored.Added},
 	}
 	points = append(points, restorePoints(dst, restored.ContainerID)...)

@@ -53,13 +53,20 @@ func Build(src Source) (*ckptimage.Image, time.Duration, error) {
 	return img, time.Since(start), nil
 }
 
-// Import streams img from blobs into the target's containerd as name, as
-// lpm's target agent does, and waits until the CRI reports it.
+// Import streams img from blobs into the target's containerd as name and
+// waits until the CRI reports it. The bench process sees the nodes' /proc,
+// as the agent does, so the layer goes straight into its snapshot;
+// throughContentStore takes the agent's other path instead, which writes
+// the layer into the content store and unpacks it from there.
 func Import(ctx context.Context, rt *runtime.Runtime, img *ckptimage.Image, blobs runtime.BlobSource,
-	name string) (time.Duration, error) {
+	name string, throughContentStore bool) (time.Duration, error) {
+	req := runtime.ImportRequest{Name: name, Index: img.Descriptor(), IngestPrefix: "lpm-bench-",
+		ProcRoot: "/proc"}
+	if throughContentStore {
+		req.ProcRoot = ""
+	}
 	start := time.Now()
-	if _, err := rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(),
-		IngestPrefix: "lpm-bench-"}, blobs); err != nil {
+	if _, err := rt.Import(ctx, req, blobs); err != nil {
 		return 0, err
 	}
 	if _, err := rt.WaitForCRIImage(ctx, name); err != nil {

@@ -242,11 +242,11 @@ func ratioOf(a, b results.Summary) float64 {
 }
 
 // movingShare returns the median time lpm spends between the archive and
-// an image ready on the target: the image build and hand-off, the
-// transfer and the unpack.
+// an image ready on the target: the image build and hand-off and the
+// transfer with the extraction into the snapshot.
 func (w *writer) movingShare(size int) float64 {
 	var total float64
-	for _, st := range []string{downtime.StageImageBuild, downtime.StageTransfer, downtime.StageUnpack} {
+	for _, st := range []string{downtime.StageImageBuild, downtime.StageTransfer} {
 		total += w.stage(w.res.Migrations, size, st).Median
 	}
 	return total
@@ -309,15 +309,15 @@ func (w *writer) stagesSection() {
 	w.p("  image around it, reports `Checkpointed` and `ImagesServed`; the target agent sees the report")
 	w.p("  and opens the transfer.")
 	w.p("- **transfer**: the archive, unchanged and uncompressed, streams over lpm's direct channel")
-	w.p("  (TLS 1.3) into the target's content store, verified by digest.")
-	w.p("- **unpack**: containerd unpacks the layer into an overlayfs snapshot (a second copy on the")
-	w.p("  target).")
+	w.p("  (TLS 1.3), verified by digest, and the target agent extracts it as it arrives into the")
+	w.p("  overlayfs snapshot of the image, which it commits once the digest matched. The content")
+	w.p("  store never holds the layer: the snapshot is the only copy on the target.")
 	w.p("- **report, create pod**: the target waits until the CRI reports the image, writes")
 	w.p("  `ImagesReady`, and the controller creates the restored pod.")
 	w.p("- **sandbox**: the kubelet admits the pod and creates its sandbox (network namespace, pause")
 	w.p("  container), then the CRI's CreateContainer starts.")
 	w.p("- **restore copy**: containerd mounts the image's snapshot and copies all of it into the new")
-	w.p("  container's `ctrd-restore` directory (a third copy on the target), then the kubelet starts")
+	w.p("  container's `ctrd-restore` directory (a second copy on the target), then the kubelet starts")
 	w.p("  the container.")
 	w.p("- **CRIU restore**: runc and CRIU restore the process from `ctrd-restore`.")
 	w.p("- **to Ready**: the readiness probe (every second) passes and the target agent sees Ready.")
@@ -385,7 +385,7 @@ func (w *writer) belowFloorSection() {
 	w.p("")
 	w.p("The runtime floor is far above CRIU because containerd copies the dump three times before the")
 	w.p("kubelet call returns (directory in /tmp, content store blob, `ctrd-checkpoint`, archive) and")
-	w.p("the image twice more after the import (snapshot, then `ctrd-restore`) before CRIU reads it.")
+	w.p("once more before the restore (`ctrd-restore`, from the image's snapshot) before CRIU reads it.")
 	w.p("A path below the floor would need:")
 	w.p("")
 	w.p("1. **One dump, straight to where it is read.** CRIU writes the pages into a memory-backed")
@@ -454,7 +454,7 @@ func (w *writer) imagePrepSection() {
 	w.p("")
 	w.p("On each runtime floor's archive: lpm's path is the source's build (one read that hashes and")
 	w.p("validates the archive, the image around it, no copy) plus the direct channel on loopback")
-	w.p("into the target's containerd, unpacked, until the CRI reports the image. The recipe is the")
+	w.p("into the target's containerd snapshot, until the CRI reports the image. The recipe is the")
 	w.p("documented one with buildah %s from Debian on the host (no Docker daemon): `buildah from",
 		res.Host.Versions["buildah"])
 	w.p("scratch`, `buildah add` of the archive (which extracts it), `buildah config --annotation`,")
@@ -477,18 +477,12 @@ func (w *writer) imagePrepSection() {
 	}
 	w.p("%s", row)
 	w.p("")
-	w.p("For reference, lpm's import of the same image from the local file (no network), and the one")
-	w.p("step of it that receives the layer into containerd's content store, with lpm's write size")
-	w.p("and with larger writes:")
+	w.p("For reference, lpm's import of the same image from the local file (no network), by the")
+	w.p("agent's path (the layer extracted straight into its snapshot as it is read) and by its other")
+	w.p("path, which it takes when it cannot reach containerd's snapshot directories (the layer")
+	w.p("written into the content store, then unpacked from there into the snapshot):")
 	w.p("")
-	w.sizeTable(res.ImagePrep, []string{downtime.PrepImportLocal, downtime.PrepIngestSmall,
-		downtime.PrepIngestLarge})
-	w.p("")
-	w.p("lpm's import copies the layer with io.Copy, whose buffer is 32 KiB, into containerd's content")
-	w.p("writer, which sends one gRPC request per Write and waits for the answer")
-	w.p("(core/content/proxy/content_writer.go, containerd 2.3.7): a 1 GiB layer takes 32768 round trips.")
-	w.p("The same ingest with 1 MiB writes, below gRPC's 4 MiB message limit, is what a larger buffer in")
-	w.p("internal/agent/runtime's copyLayer.")
+	w.sizeTable(res.ImagePrep, []string{downtime.PrepImportLocal, downtime.PrepImportStored})
 	w.p("")
 	w.image(plotImagePrep, "Image preparation")
 }
