@@ -307,8 +307,12 @@ func (a *Agent) importOne(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 	}
 	var lastErr error
 	for attempt := 1; attempt <= importAttempts; attempt++ {
-		_, err := a.runtime.Import(ctx, req, source)
+		res, err := a.runtime.Import(ctx, req, source)
 		if err == nil {
+			if !res.IntoSnapshot {
+				logf.FromContext(ctx).Info("Imported the checkpoint image through the content store, because "+
+					"containerd's snapshot directory was not reachable", "container", c.Name, "image", name)
+			}
 			rec.Containers[len(rec.Containers)-1].Imported = true
 			return name, "", a.store.Save(rec)
 		}

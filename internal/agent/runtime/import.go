@@ -97,6 +97,9 @@ type ImportResult struct {
 	Layer ocispec.Descriptor
 	// Bytes is the total size of all blobs.
 	Bytes int64
+	// IntoSnapshot is true when the layer went straight into its snapshot,
+	// and false when it went through the content store.
+	IntoSnapshot bool
 }
 
 // Import streams a checkpoint image from src into containerd, verifying
@@ -175,7 +178,7 @@ func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource)
 		}
 	}
 	total := req.Index.Size + manifestDesc.Size + manifest.Config.Size + layer.Size
-	return &ImportResult{Layer: layer, Bytes: total}, nil
+	return &ImportResult{Layer: layer, Bytes: total, IntoSnapshot: direct}, nil
 }
 
 func (r *Runtime) fetchIndex(ctx context.Context, desc ocispec.Descriptor, src BlobSource,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/lpm-dev/lpm/internal/agent/archive"
@@ -115,6 +117,9 @@ func TestCheckpointImportRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Import() error = %v", err)
 	}
+	if !res.IntoSnapshot {
+		t.Errorf("Import() went through the content store, want straight into the snapshot")
+	}
 	if _, err := n.rt.Client().ContentStore().Info(ctx, res.Layer.Digest); !errdefs.IsNotFound(err) {
 		t.Errorf("content store Info(layer) error = %v, want not found: the layer must not be copied there", err)
 	}
@@ -202,22 +207,23 @@ func buildImage(t *testing.T, archivePath, container string) *ckptimage.Image {
 	return img
 }
 
-// TestImportAlteredLayer imports an image whose layer changed after the
-// image was built: the import into the snapshot must fail with a digest
-// mismatch and leave no snapshot, no content and no image behind.
-func TestImportAlteredLayer(t *testing.T) {
+// startBareNode starts a node with no image and connects to its runtime.
+func startBareNode(ctx context.Context, t *testing.T, name string) *runtime.Runtime {
+	t.Helper()
 	noderoot.RequireComponents(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	node := noderoot.Start(t, noderoot.Config{Name: "altered", SandboxImage: "localhost/none:v1",
-		RestoreViaCreate: true})
+	node := noderoot.Start(t, noderoot.Config{Name: name, SandboxImage: "localhost/none:v1", RestoreViaCreate: true})
 	rt, err := runtime.Connect(ctx, node.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = rt.Close() }()
+	t.Cleanup(func() { _ = rt.Close() })
+	return rt
+}
 
-	path := filepath.Join(t.TempDir(), "checkpoint.tar")
+// buildSyntheticImage writes a synthetic archive to path and builds its
+// checkpoint image.
+func buildSyntheticImage(t *testing.T, path string) (*ckptimage.Image, *archive.Info) {
+	t.Helper()
 	archivetest.WriteFile(t, path, archivetest.Options{PagesBytes: 1 << 20})
 	f, err := os.Open(path)
 	if err != nil {
@@ -229,10 +235,22 @@ func TestImportAlteredLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: path, Archive: info, Container: "counter",
-		MigrationUID: "altered", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
+		MigrationUID: "synthetic", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img, info
+}
+
+// TestImportAlteredLayer imports an image whose layer changed after the
+// image was built: the import into the snapshot must fail with a digest
+// mismatch and leave no snapshot, no content and no image behind.
+func TestImportAlteredLayer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := startBareNode(ctx, t, "altered")
+	path := filepath.Join(t.TempDir(), "checkpoint.tar")
+	img, info := buildSyntheticImage(t, path)
 	w, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -263,5 +281,59 @@ func TestImportAlteredLayer(t *testing.T) {
 	}
 	if _, err := rt.Client().ImageService().Get(ctx, name); !errdefs.IsNotFound(err) {
 		t.Errorf("image of a failed import: Get() error = %v, want not found", err)
+	}
+}
+
+// TestImportWrongProcRoot imports with a ProcRoot under which containerd's
+// PID is not containerd: the importer must not write there and must take
+// the content store instead.
+func TestImportWrongProcRoot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := startBareNode(ctx, t, "wrongproc")
+	img, _ := buildSyntheticImage(t, filepath.Join(t.TempDir(), "checkpoint.tar"))
+
+	// A directory that stands for another process's root holds the path
+	// of the snapshot's directory, with a file in it.
+	procRoot := t.TempDir()
+	server, err := rt.Client().IntrospectionService().Server(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(procRoot, strconv.FormatUint(server.Pid, 10), "root")
+	snapshotsDir := filepath.Join(root, "var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots")
+	for i := 1; i <= 3; i++ {
+		fs := filepath.Join(snapshotsDir, strconv.Itoa(i), "fs")
+		if err := os.MkdirAll(fs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fs, "keep"), []byte("not a snapshot"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	name := "localhost/lpm/wrongproc/counter:1"
+	res, err := rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(), ProcRoot: procRoot}, img)
+	if err != nil {
+		t.Fatalf("Import() error = %v", err)
+	}
+	if res.IntoSnapshot {
+		t.Errorf("Import() went into the snapshot through a ProcRoot that is not containerd's")
+	}
+	if _, err := rt.WaitForCRIImage(ctx, name); err != nil {
+		t.Errorf("WaitForCRIImage() error = %v", err)
+	}
+	if _, err := rt.Client().ContentStore().Info(ctx, digest.Digest(img.Layer.Digest.String())); err != nil {
+		t.Errorf("content store Info(layer) error = %v, want the layer there", err)
+	}
+	var written []string
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, _ error) error {
+		if d != nil && !d.IsDir() && d.Name() != "keep" {
+			written = append(written, path)
+		}
+		return nil
+	})
+	if len(written) != 0 {
+		t.Errorf("files written under the wrong ProcRoot: %v", written)
 	}
 }

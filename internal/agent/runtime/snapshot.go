@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -73,7 +74,14 @@ func (r *Runtime) snapshotLayer(ctx context.Context, req ImportRequest, desc oci
 	if err != nil {
 		return false, fmt.Errorf("failed to prepare a snapshot for layer %s: %w", desc.Digest, err)
 	}
+	// A new snapshot's directory exists and is empty. Anything else means
+	// that the PID containerd reports is not in the namespace of
+	// req.ProcRoot, and the directory is not the snapshot's.
 	dir, ok := directoryOf(mounts, runtimeRoot)
+	if ok {
+		entries, err := os.ReadDir(dir)
+		ok = err == nil && len(entries) == 0
+	}
 	if !ok {
 		_ = sn.Remove(context.WithoutCancel(ctx), key)
 		return false, nil

@@ -134,7 +134,7 @@ func (r *Runner) runtimeFloor(ctx context.Context, res *FloorResult, recipe *ima
 		return err
 	}
 	imageName := fmt.Sprintf("localhost/lpm-bench/%s:local", name)
-	importTime, err := imageprep.Import(ctx, rt, img, img, imageName, false)
+	importTime, err := imageprep.Import(ctx, rt, img, img, imageName, r.Lab.Target.HostPath("/proc"))
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func (r *Runner) prepareImages(ctx context.Context, res *FloorResult, rt *runtim
 	}
 	defer ch.Close()
 	directName := fmt.Sprintf("localhost/lpm-bench/%s:direct", src.Pod)
-	direct, err := imageprep.Import(ctx, rt, img, ch.Source, directName, false)
+	direct, err := imageprep.Import(ctx, rt, img, ch.Source, directName, r.Lab.Target.HostPath("/proc"))
 	if err != nil {
 		return err
 	}
@@ -266,7 +266,7 @@ func (r *Runner) prepareImages(ctx context.Context, res *FloorResult, rt *runtim
 	// The agent's other import path, through the content store, from the
 	// local file.
 	storedName := fmt.Sprintf("localhost/lpm-bench/%s:stored", src.Pod)
-	if stored, err := imageprep.Import(ctx, rt, img, img, storedName, true); err != nil {
+	if stored, err := imageprep.Import(ctx, rt, img, img, storedName, ""); err != nil {
 		// A side measurement: the comparison with the recipe goes on.
 		r.logf("import through the content store, %d MiB run %d failed: %v", mib, index, err)
 	} else {

@@ -54,20 +54,22 @@ func Build(src Source) (*ckptimage.Image, time.Duration, error) {
 }
 
 // Import streams img from blobs into the target's containerd as name and
-// waits until the CRI reports it. The bench process sees the nodes' /proc,
-// as the agent does, so the layer goes straight into its snapshot;
-// throughContentStore takes the agent's other path instead, which writes
-// the layer into the content store and unpacks it from there.
+// waits until the CRI reports it. procRoot is the target node's /proc as
+// the bench process reaches it, and the layer then goes straight into its
+// snapshot, as the agent does it. With an empty procRoot the import takes
+// the agent's other path: the layer goes into the content store and is
+// unpacked from there.
 func Import(ctx context.Context, rt *runtime.Runtime, img *ckptimage.Image, blobs runtime.BlobSource,
-	name string, throughContentStore bool) (time.Duration, error) {
-	req := runtime.ImportRequest{Name: name, Index: img.Descriptor(), IngestPrefix: "lpm-bench-",
-		ProcRoot: "/proc"}
-	if throughContentStore {
-		req.ProcRoot = ""
-	}
+	name, procRoot string) (time.Duration, error) {
 	start := time.Now()
-	if _, err := rt.Import(ctx, req, blobs); err != nil {
+	res, err := rt.Import(ctx, runtime.ImportRequest{Name: name, Index: img.Descriptor(),
+		IngestPrefix: "lpm-bench-", ProcRoot: procRoot}, blobs)
+	if err != nil {
 		return 0, err
+	}
+	if res.IntoSnapshot != (procRoot != "") {
+		return 0, fmt.Errorf("import of %s: into the snapshot = %v, want %v", name, res.IntoSnapshot,
+			procRoot != "")
 	}
 	if _, err := rt.WaitForCRIImage(ctx, name); err != nil {
 		return 0, err

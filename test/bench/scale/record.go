@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,13 +27,15 @@ import (
 // host's clock when the event arrived.
 type observation struct {
 	at      time.Time
-	kind    string // "migration" or "pod"
+	kind    string // "migration", "pod" or "lease"
 	name    string
 	deleted bool
 
 	// Of a migration:
 	phase         lpmv1.MigrationPhase
 	sourceNode    string
+	targetNode    string
+	readyTime     time.Time
 	sourceTrue    map[string]bool
 	targetTrue    map[string]bool
 	restoredTrue  bool
@@ -44,10 +47,13 @@ type observation struct {
 	// Of a pod:
 	terminating bool
 	ready       bool
+
+	// Of a node's Lease, whose name is the node's:
+	renewTime time.Time
 }
 
-// recorder watches the namespace's PodMigrations and pods and keeps every
-// observation.
+// recorder watches the namespace's PodMigrations and pods, and the nodes'
+// Leases, and keeps every observation.
 type recorder struct {
 	mu     sync.Mutex
 	obs    []observation
@@ -74,6 +80,9 @@ func startRecorder(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme
 	})
 	r.loop(ctx, "pods", func(rv string) (watch.Interface, error) {
 		return kube.CoreV1().Pods(Namespace).Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+	})
+	r.loop(ctx, "node Leases", func(rv string) (watch.Interface, error) {
+		return kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
 	})
 	return r, nil
 }
@@ -116,7 +125,8 @@ func observe(obj client.Object, deleted bool, now time.Time) (observation, bool)
 	switch o := obj.(type) {
 	case *lpmv1.PodMigration:
 		ob := observation{at: now, kind: "migration", name: o.Name, deleted: deleted, phase: o.Status.Phase,
-			sourceNode: o.Status.SourceNode, restoredPod: o.Status.RestoredPod, podName: o.Spec.PodName,
+			sourceNode: o.Status.SourceNode, targetNode: o.Status.TargetNode, restoredPod: o.Status.RestoredPod,
+			podName:    o.Spec.PodName,
 			sourceTrue: map[string]bool{}, targetTrue: map[string]bool{},
 			phaseEntered: map[lpmv1.MigrationPhase]time.Time{}, creationStamp: o.CreationTimestamp.Time}
 		if o.Status.Source != nil {
@@ -130,6 +140,9 @@ func observe(obj client.Object, deleted bool, now time.Time) (observation, bool)
 			}
 		}
 		ob.restoredTrue = meta.IsStatusConditionTrue(o.Status.Conditions, lpmv1.ConditionRestored)
+		if o.Status.RestoredReadyTime != nil {
+			ob.readyTime = o.Status.RestoredReadyTime.Time
+		}
 		for _, t := range o.Status.PhaseTransitions {
 			ob.phaseEntered[t.Phase] = t.Time.Time
 		}
@@ -141,6 +154,12 @@ func observe(obj client.Object, deleted bool, now time.Time) (observation, bool)
 			if c.Type == corev1.PodReady {
 				ob.ready = c.Status == corev1.ConditionTrue
 			}
+		}
+		return ob, true
+	case *coordinationv1.Lease:
+		ob := observation{at: now, kind: "lease", name: o.Name, deleted: deleted}
+		if o.Spec.RenewTime != nil {
+			ob.renewTime = o.Spec.RenewTime.Time
 		}
 		return ob, true
 	}

@@ -158,11 +158,15 @@ func (o Options) logf(format string, args ...any) {
 }
 
 // createWorld creates the namespace and nodes that report Ready with room
-// for every pod.
+// for every pod. Each node allows all the benchmark's pods at once: the
+// controller picks targets from the pods it sees, and migrations that pick
+// at the same time see the same free room, so many of them can pick the
+// same node.
 func createWorld(ctx context.Context, c client.Client, opts Options) ([]string, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return nil, err
 	}
+	maxPods := resource.NewQuantity(int64(max(110, 2*opts.Migrations)), resource.DecimalSI)
 	var nodes []string
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("scale-node-%03d", i)
@@ -175,7 +179,7 @@ func createWorld(ctx context.Context, c client.Client, opts Options) ([]string, 
 		capacity := corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("64"),
 			corev1.ResourceMemory: resource.MustParse("256Gi"),
-			corev1.ResourcePods:   resource.MustParse("250"),
+			corev1.ResourcePods:   *maxPods,
 		}
 		now := metav1.Now()
 		node.Status = corev1.NodeStatus{Allocatable: capacity, Capacity: capacity,
