@@ -130,3 +130,53 @@ func TestSlotsAdmissionLapsesOnDelete(t *testing.T) {
 		t.Errorf("Admit(b) = false (%s) after a was deleted", reason)
 	}
 }
+
+// A reconcile may pass a list older than the one an earlier call saw.
+// A migration that the newer list showed running must still count when an
+// older list shows it Pending.
+func TestSlotsAdmitWithOlderList(t *testing.T) {
+	s := NewSlots(1, 1)
+	a := migrationOn("a", "node-a", lpmv1.PhasePending)
+	a.ResourceVersion = "10"
+	b := migrationOn("b", "node-b", lpmv1.PhasePending)
+	b.ResourceVersion = "11"
+	c := migrationOn("c", "node-c", lpmv1.PhasePending)
+	c.ResourceVersion = "12"
+	older := []lpmv1.PodMigration{a, b, c}
+	if ok, reason := s.Admit(&a, older); !ok {
+		t.Fatalf("Admit(a) = false (%s), want true", reason)
+	}
+
+	runningA := a
+	runningA.ResourceVersion = "13"
+	runningA.Status.Phase = lpmv1.PhaseCheckpointing
+	newer := []lpmv1.PodMigration{runningA, b, c}
+	if ok, _ := s.Admit(&b, newer); ok {
+		t.Errorf("Admit(b) with the newer list = true while a runs")
+	}
+	if ok, _ := s.Admit(&c, older); ok {
+		t.Errorf("Admit(c) with the older list = true while a runs")
+	}
+}
+
+// An admission lapses only on a list that is newer than the admission: an
+// older list that does not contain the migration yet keeps it.
+func TestSlotsAdmissionKeptOnOlderList(t *testing.T) {
+	s := NewSlots(1, 1)
+	a := migrationOn("a", "node-a", lpmv1.PhasePending)
+	a.ResourceVersion = "20"
+	b := migrationOn("b", "node-b", lpmv1.PhasePending)
+	b.ResourceVersion = "19"
+	if ok, reason := s.Admit(&a, []lpmv1.PodMigration{a, b}); !ok {
+		t.Fatalf("Admit(a) = false (%s), want true", reason)
+	}
+	if ok, _ := s.Admit(&b, []lpmv1.PodMigration{b}); ok {
+		t.Errorf("Admit(b) with a list older than a's admission = true, want false")
+	}
+
+	newerB := b
+	newerB.ResourceVersion = "21"
+	if ok, reason := s.Admit(&newerB, []lpmv1.PodMigration{newerB}); !ok {
+		t.Errorf("Admit(b) = false (%s) with a list that shows a deleted", reason)
+	}
+}
