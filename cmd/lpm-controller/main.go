@@ -41,7 +41,8 @@ func main() {
 		"Maximum number of migrations past Pending in the cluster. The rest wait in Pending.")
 	flag.IntVar(&maxOutbound, "max-outbound-per-node", controller.DefaultMaxOutboundPerNode,
 		"Maximum number of migrations past Pending whose source is the same node.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Number of PodMigrations reconciled at once.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", controller.DefaultMaxConcurrentReconciles,
+		"Number of PodMigrations reconciled at once.")
 	flag.DurationVar(&defaults.CheckpointTimeout, "default-checkpoint-timeout", controller.DefaultCheckpointTimeout,
 		"Checkpoint timeout of a PodMigration that sets no spec.timeouts.checkpoint. "+
 			"Set the agents' --default-checkpoint-timeout to the same value.")

@@ -170,6 +170,16 @@ func (r *PodMigrationReconciler) removeFinalizer(ctx context.Context, m *lpmv1.P
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
+		// The API server rejects a failed test with 422 Unprocessable Entity
+		// when the stored finalizers differ from this copy's, because an
+		// earlier reconcile removed the entry or another controller changed
+		// the list. Either way a newer version exists, and its watch event
+		// reconciles the migration again.
+		if apierrors.IsInvalid(err) {
+			ctrl.LoggerFrom(ctx).V(1).Info("Finalizers changed since the read, waiting for the newer version",
+				"reason", err.Error())
+			return nil
+		}
 		return fmt.Errorf("failed to remove finalizer from PodMigration %s: %w", m.Name, err)
 	}
 	return nil

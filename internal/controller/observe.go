@@ -116,11 +116,15 @@ func (r *PodMigrationReconciler) observeNames(ctx context.Context, m *lpmv1.PodM
 
 // observeCluster reads what preflight needs: the target node and the pods
 // on it, or every node when the controller picks the target, and the
-// other migrations.
+// other migrations. The lists share their objects with the cache
+// (client.UnsafeDisableDeepCopy), because a migration without a target
+// lists every pod on every reconcile, and copying them took most of the
+// controller's CPU time with hundreds of migrations. Nothing may change
+// the objects in w.migrations and w.cluster.
 func (r *PodMigrationReconciler) observeCluster(ctx context.Context, m *lpmv1.PodMigration, w *world,
 	targetNode string) error {
 	var migrations lpmv1.PodMigrationList
-	if err := r.List(ctx, &migrations); err != nil {
+	if err := r.List(ctx, &migrations, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list PodMigrations: %w", err)
 	}
 	w.migrations = migrations.Items
@@ -143,7 +147,8 @@ func (r *PodMigrationReconciler) observeCluster(ctx context.Context, m *lpmv1.Po
 			w.cluster.Agents[targetNode] = w.targetAgent
 		}
 		var pods corev1.PodList
-		if err := r.List(ctx, &pods, client.MatchingFields{indexNodeName: targetNode}); err != nil {
+		err := r.List(ctx, &pods, client.MatchingFields{indexNodeName: targetNode}, client.UnsafeDisableDeepCopy)
+		if err != nil {
 			return fmt.Errorf("failed to list pods on node %q: %w", targetNode, err)
 		}
 		w.cluster.PodsByNode[targetNode] = pods.Items
@@ -154,19 +159,19 @@ func (r *PodMigrationReconciler) observeCluster(ctx context.Context, m *lpmv1.Po
 	}
 
 	var nodes corev1.NodeList
-	if err := r.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list Nodes: %w", err)
 	}
 	w.cluster.Nodes = nodes.Items
 	var agents lpmv1.NodeAgentList
-	if err := r.List(ctx, &agents); err != nil {
+	if err := r.List(ctx, &agents, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list NodeAgents: %w", err)
 	}
 	for i := range agents.Items {
 		w.cluster.Agents[agents.Items[i].Name] = &agents.Items[i]
 	}
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods); err != nil {
+	if err := r.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list pods: %w", err)
 	}
 	for _, p := range pods.Items {
