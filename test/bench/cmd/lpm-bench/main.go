@@ -28,6 +28,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/lpm-dev/lpm/internal/controller"
 	"github.com/lpm-dev/lpm/test/bench/benchlab"
 	"github.com/lpm-dev/lpm/test/bench/downtime"
 	"github.com/lpm-dev/lpm/test/bench/imageprep"
@@ -68,8 +69,8 @@ func main() {
 		strings.Join(allParts, ", "))
 	flag.IntVar(&o.scaleMigrations, "scale-migrations", 500, "PodMigrations created at once by the scale part")
 	flag.IntVar(&o.scaleNodes, "scale-nodes", 50, "nodes of the scale part's fake cluster")
-	flag.IntVar(&o.scaleWorkers, "scale-concurrency", 4,
-		"the controller's --max-concurrent-reconciles in the scale part (its default is 4)")
+	flag.IntVar(&o.scaleWorkers, "scale-concurrency", controller.DefaultMaxConcurrentReconciles,
+		"the controller's --max-concurrent-reconciles in the scale part (default: the controller's default)")
 	flag.StringVar(&o.resultsPath, "results", "test/bench/results/latest.json", "results file to write or read")
 	flag.StringVar(&o.docPath, "doc", "docs/benchmarks.md", "report to write")
 	flag.StringVar(&o.plotDir, "plots", "docs/benchmarks", "directory of the report's PNG plots")
