@@ -495,8 +495,8 @@ func (w *writer) transferSection() {
 	w.p("token, digest verified while streaming) on loopback, reading the archive from the page cache")
 	w.p("and discarding what arrives. The plain copy sends the same file over a plain TCP connection on")
 	w.p("loopback (Go's io.Copy, which uses sendfile) to a reader that discards it. In a migration the")
-	w.p("channel runs between the nodes' network namespaces over the lab bridge and writes into")
-	w.p("containerd; that rate is in the last column.")
+	w.p("channel runs between the nodes' network namespaces over the lab bridge (MTU 1500), and the")
+	w.p("target extracts what arrives into the image's snapshot. That rate is in the last column.")
 	w.p("")
 	w.p("| Memory | archive MiB | direct channel MiB/s | plain TCP copy MiB/s | channel / plain | " +
 		"in the migration MiB/s |")
