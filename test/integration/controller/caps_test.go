@@ -1,13 +1,18 @@
 package controller_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/controller"
 	"github.com/lpm-dev/lpm/test/fakeagent"
 )
 
@@ -104,4 +109,88 @@ func TestSecondMigrationOfSamePod(t *testing.T) {
 	// Once the pod has moved, its old name names no pod.
 	h.migrate("fourth", "web", h.nodes[2])
 	h.waitFailed("fourth", lpmv1.ReasonPodNotFound)
+}
+
+// olderListClient reads from the API server, except that it lists the
+// PodMigrations from a copy taken earlier, as a cache that lags behind.
+type olderListClient struct {
+	client.Client
+	older []lpmv1.PodMigration
+}
+
+func (c olderListClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if l, ok := list.(*lpmv1.PodMigrationList); ok {
+		l.Items = nil
+		for i := range c.older {
+			l.Items = append(l.Items, *c.older[i].DeepCopy())
+		}
+		return nil
+	}
+	return c.Client.List(ctx, list, opts...)
+}
+
+// Reconciles that run at once list the PodMigrations from the cache at
+// different moments. A reconcile whose list is older than the one an
+// earlier reconcile saw, and still shows a running migration Pending, must
+// not admit another migration past the cap.
+func TestCapHoldsWithOlderList(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(o *options) {
+		o.maxMigrations = 1
+		o.maxOutbound = 1
+	})
+	h.stopController()
+	h.agent.Hold(fakeagent.StepCheckpoint)
+	h.createRunningPod("a", h.nodes[0])
+	h.createRunningPod("b", h.nodes[1])
+	h.migrate("move-a", "a", h.nodes[2])
+	h.migrate("move-b", "b", h.nodes[2])
+
+	// The stories share one API server, so the reconciles list only this
+	// story's namespace, as the controller's cache does.
+	fresh := client.NewNamespacedClient(admin, h.ns)
+	slots := controller.NewSlots(h.opts.maxMigrations, h.opts.maxOutbound)
+	reconcile := func(c client.Client, name string) {
+		t.Helper()
+		r := &controller.PodMigrationReconciler{Client: c, APIReader: admin, Clock: h.clock,
+			Recorder: discardRecorder{}, Slots: slots}
+		req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: h.ns, Name: name}}
+		for attempt := 1; ; attempt++ {
+			_, err := r.Reconcile(h.ctx, req)
+			if err == nil {
+				return
+			}
+			if !apierrors.IsConflict(err) || attempt == 10 {
+				t.Fatalf("reconcile %s: %v", name, err)
+			}
+		}
+	}
+	prepared := func(m *lpmv1.PodMigration) bool {
+		return m.Status.Source != nil && m.Status.Target != nil &&
+			meta.IsStatusConditionTrue(m.Status.Source.Conditions, lpmv1.AgentConditionPrepared) &&
+			meta.IsStatusConditionTrue(m.Status.Target.Conditions, lpmv1.AgentConditionPrepared)
+	}
+	reconcile(fresh, "move-a")
+	reconcile(fresh, "move-b")
+	h.waitFor("both agents Prepared for both migrations", func() bool {
+		return prepared(h.get("move-a")) && prepared(h.get("move-b"))
+	})
+	var older lpmv1.PodMigrationList
+	h.must(admin.List(h.ctx, &older, client.InNamespace(h.ns)))
+
+	reconcile(fresh, "move-a")
+	if got := h.get("move-a").Status.Phase; got != lpmv1.PhaseCheckpointing {
+		t.Fatalf("move-a phase = %s, want Checkpointing", got)
+	}
+	reconcile(fresh, "move-b")
+	reconcile(olderListClient{Client: fresh, older: older.Items}, "move-b")
+
+	b := h.get("move-b")
+	if b.Status.Phase != lpmv1.PhasePending {
+		t.Errorf("move-b phase = %s, want Pending while move-a holds the only slot", b.Status.Phase)
+	}
+	c := meta.FindStatusCondition(b.Status.Conditions, lpmv1.ConditionSucceeded)
+	if c == nil || c.Reason != string(lpmv1.ReasonWaitingForSlot) {
+		t.Errorf("move-b Succeeded condition = %+v, want reason WaitingForSlot", c)
+	}
 }
