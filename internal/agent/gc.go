@@ -184,6 +184,7 @@ func (a *Agent) collectImages(ctx context.Context, known map[string]bool) error 
 		}
 	}
 	// Transfers of migrations the agent still has a record of may run.
+	// The others left their unfinished ingests and extraction snapshots.
 	live := func(ref string) bool {
 		for uid := range known {
 			if strings.HasPrefix(ref, ingestPrefix(uid)) {
@@ -192,7 +193,7 @@ func (a *Agent) collectImages(ctx context.Context, known map[string]bool) error 
 		}
 		return false
 	}
-	if err := a.runtime.AbortIngests(ctx, "lpm-", live); err != nil {
+	if err := a.runtime.AbortImports(ctx, a.opts.Snapshotter, "lpm-", live); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

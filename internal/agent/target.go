@@ -555,8 +555,8 @@ func (a *Agent) targetRollback(ctx context.Context, pm *lpmv1.PodMigration, rec 
 	})
 }
 
-// removeImported removes the images a record names, and the content
-// containerd still holds for interrupted transfers.
+// removeImported removes the images a record names, and the content and
+// extraction snapshots containerd still holds for interrupted transfers.
 func (a *Agent) removeImported(ctx context.Context, rec *state.Record) {
 	for _, c := range rec.Containers {
 		if c.Image == "" {
@@ -566,13 +566,13 @@ func (a *Agent) removeImported(ctx context.Context, rec *state.Record) {
 			logf.FromContext(ctx).Error(err, "Failed to remove checkpoint image", "image", c.Image)
 		}
 	}
-	if err := a.runtime.AbortIngests(ctx, ingestPrefix(rec.UID), nil); err != nil {
+	if err := a.runtime.AbortImports(ctx, a.opts.Snapshotter, ingestPrefix(rec.UID), nil); err != nil {
 		logf.FromContext(ctx).Error(err, "Failed to abort interrupted transfers")
 	}
 }
 
 // ingestPrefix starts the containerd ingest references of a migration's
-// transfers.
+// transfers, and the keys of its extraction snapshots after "extract-".
 func ingestPrefix(uid string) string { return "lpm-" + uid + "-" }
 
 // podUsesImages reports whether a pod on this node runs one of the images

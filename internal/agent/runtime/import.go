@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
@@ -70,12 +71,12 @@ type ImportRequest struct {
 	Snapshotter string
 	// Progress, when set, is called with the layer bytes received so far.
 	Progress func(done, total int64)
-	// ProcRoot is where the importer sees the node's /proc. When set, the
-	// layer is extracted as it arrives straight into a snapshot through
-	// containerd's root (/proc/<containerd's PID>/root), without a copy in
-	// the content store; when empty, or when the snapshotter does not hand
-	// out a plain directory, the layer goes through the content store and
-	// is unpacked from there.
+	// ProcRoot is the path of the node's /proc in the importer's mount
+	// namespace. When set, the layer is extracted as it arrives into a
+	// snapshot through containerd's root (/proc/<containerd's PID>/root),
+	// without a copy in the content store. When empty, or when the
+	// snapshotter does not hand out a plain directory, the layer goes
+	// through the content store and is unpacked from there.
 	ProcRoot string
 	// IngestPrefix starts the references of this import's content writes,
 	// so that a cleanup can abort exactly its unfinished ones; "lpm-" when
@@ -103,12 +104,12 @@ type ImportResult struct {
 }
 
 // Import streams a checkpoint image from src into containerd, verifying
-// every blob by digest as it arrives, and creates the image record. The
-// layer is extracted into its snapshot as it is received when
-// req.ProcRoot allows it, so that the snapshot is the only copy on this
-// node; otherwise it is written to the content store as it is received
-// and unpacked from there. A large archive is never buffered. A failed
-// import leaves no content, snapshot or image behind.
+// every blob by digest as it arrives, and creates the image record. When
+// req.ProcRoot allows it, the layer is extracted into its snapshot as it
+// is received, so the snapshot is the only copy on this node. Otherwise
+// the layer is written to the content store as it is received and then
+// unpacked. A large archive is never buffered. A failed import leaves no
+// content, snapshot or image behind.
 func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource) (*ImportResult, error) {
 	ctx, done, err := r.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(6*time.Hour))
 	if err != nil {
@@ -517,10 +518,13 @@ func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 	return used, nil
 }
 
-// AbortIngests discards unfinished content writes whose reference starts
-// with prefix and for which keep returns false (keep may be nil): what a
-// broken transfer left in containerd's ingest area.
-func (r *Runtime) AbortIngests(ctx context.Context, prefix string, keep func(ref string) bool) error {
+// AbortImports discards what broken transfers left behind: unfinished
+// content writes whose reference starts with prefix, and extraction
+// snapshots of the snapshotter whose key, after "extract-", starts with
+// prefix. It keeps those for which keep (which may be nil) returns true,
+// given the reference or the key without "extract-".
+func (r *Runtime) AbortImports(ctx context.Context, snapshotter, prefix string, keep func(ref string) bool) error {
+	discard := func(ref string) bool { return strings.HasPrefix(ref, prefix) && (keep == nil || !keep(ref)) }
 	cs := r.client.ContentStore()
 	statuses, err := cs.ListStatuses(ctx)
 	if err != nil {
@@ -528,10 +532,29 @@ func (r *Runtime) AbortIngests(ctx context.Context, prefix string, keep func(ref
 	}
 	var errs []error
 	for _, st := range statuses {
-		if strings.HasPrefix(st.Ref, prefix) && (keep == nil || !keep(st.Ref)) {
+		if discard(st.Ref) {
 			if err := cs.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("failed to abort ingest %s: %w", st.Ref, err))
 			}
+		}
+	}
+
+	req := ImportRequest{Snapshotter: snapshotter}
+	sn := r.client.SnapshotService(req.snapshotter())
+	var keys []string
+	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		ref, ok := strings.CutPrefix(info.Name, snapshots.UnpackKeyPrefix+"-")
+		if ok && info.Kind == snapshots.KindActive && discard(ref) {
+			keys = append(keys, info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("failed to list snapshots: %w", err))
+	}
+	for _, key := range keys {
+		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("failed to remove extraction snapshot %q: %w", key, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -335,5 +336,69 @@ func TestImportWrongProcRoot(t *testing.T) {
 	})
 	if len(written) != 0 {
 		t.Errorf("files written under the wrong ProcRoot: %v", written)
+	}
+}
+
+// TestAbortImports leaves extraction snapshots and an unfinished ingest
+// as broken transfers of two migrations do, and aborts those of one.
+func TestAbortImports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := startBareNode(ctx, t, "abort")
+	sn := rt.Client().SnapshotService("overlayfs")
+	cs := rt.Client().ContentStore()
+	chainID := digest.FromString("layer").String()
+	keys := map[string]string{
+		"gone": "extract-lpm-gone-uid-" + digest.FromString("layer").Encoded() + "-a1 " + chainID,
+		"live": "extract-lpm-live-uid-" + digest.FromString("layer").Encoded() + "-b2 " + chainID,
+		// containerd's own unpacking names its keys extract-<time>-<random>.
+		"containerd": "extract-1733300000-abc " + chainID,
+	}
+	// An import prepares its snapshot under a lease, which keeps it from
+	// containerd's garbage collection.
+	leased, done, err := rt.Client().WithLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = done(context.WithoutCancel(ctx)) }()
+	for _, key := range keys {
+		if _, err := sn.Prepare(leased, key, ""); err != nil {
+			t.Fatalf("Prepare(%q) error = %v", key, err)
+		}
+	}
+	w, err := content.OpenWriter(leased, cs, content.WithRef("lpm-gone-uid-ingest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("partial")); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+
+	// containerd closes the ingest's files a moment after the client closed
+	// the writer, and an abort before that fails with "directory not
+	// empty". The agent's collection retries, and so does the test.
+	live := func(ref string) bool { return strings.HasPrefix(ref, "lpm-live-uid-") }
+	for attempt := 1; ; attempt++ {
+		err := rt.AbortImports(ctx, "", "lpm-", live)
+		if err == nil {
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("AbortImports() error = %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name, key := range keys {
+		_, err := sn.Stat(ctx, key)
+		if name == "gone" && !errdefs.IsNotFound(err) {
+			t.Errorf("snapshot %q of a finished migration: Stat() error = %v, want not found", key, err)
+		}
+		if name != "gone" && err != nil {
+			t.Errorf("snapshot %q: Stat() error = %v, want it kept", key, err)
+		}
+	}
+	if _, err := cs.Status(ctx, "lpm-gone-uid-ingest"); !errdefs.IsNotFound(err) {
+		t.Errorf("ingest of a finished migration: Status() error = %v, want not found", err)
 	}
 }
