@@ -102,16 +102,7 @@ func TestFollowArchive(t *testing.T) {
 func TestFollowArchiveStop(t *testing.T) {
 	dir := t.TempDir()
 	f := followArchive(context.Background(), dir, "web", "default", "app")
-	done := make(chan struct{})
-	go func() {
-		f.stop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("stop() of a follower that found no archive did not return")
-	}
+	requireStops(t, f, "a follower that found no archive")
 
 	f = followArchive(context.Background(), dir, "web", "default", "app")
 	half, err := os.Create(filepath.Join(dir, "checkpoint-web_default-app-2026-12-04T10:00:01Z.tar"))
@@ -123,7 +114,13 @@ func TestFollowArchiveStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	done = make(chan struct{})
+	requireStops(t, f, "a follower of a half-written archive")
+}
+
+// requireStops fails the test unless f.stop() returns within 5 s.
+func requireStops(t *testing.T, f *archiveFollower, what string) {
+	t.Helper()
+	done := make(chan struct{})
 	go func() {
 		f.stop()
 		close(done)
@@ -131,6 +128,6 @@ func TestFollowArchiveStop(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("stop() of a follower of a half-written archive did not return")
+		t.Fatalf("stop() of %s did not return", what)
 	}
 }
