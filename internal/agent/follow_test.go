@@ -118,7 +118,7 @@ func TestFollowArchiveStop(t *testing.T) {
 }
 
 // requireStops fails the test unless f.stop() returns within 5 s.
-func requireStops(t *testing.T, f *archiveFollower, what string) {
+func requireStops(t *testing.T, f *archiveFollower, follower string) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -128,6 +128,6 @@ func requireStops(t *testing.T, f *archiveFollower, what string) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("stop() of %s did not return", what)
+		t.Fatalf("stop() of %s did not return", follower)
 	}
 }
