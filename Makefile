@@ -140,14 +140,5 @@ bench: lab-components lpm-lab ## Measure downtime, image preparation, transfer a
 	@command -v buildah >/dev/null || { echo "installing buildah from Debian packages"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null; }; }
-	$(COMPONENTS) test-assets
-	assets=$$(mktemp -d); trap 'rm -rf "$$assets"' EXIT; \
-	ln -s "$$($(COMPONENTS) path etcd)/etcd" "$$assets/etcd"; \
-	ln -s "$$($(COMPONENTS) path kube-apiserver)/kube-apiserver" "$$assets/kube-apiserver"; \
-	status=0; \
-	$(LPM_LAB) --name $(BENCH_LAB_NAME) up && \
-		$(LPM_LAB) --name $(BENCH_LAB_NAME) install && \
-		KUBEBUILDER_ASSETS=$$assets LPM_BENCH_COMMAND="make bench BENCH_FLAGS='$(BENCH_FLAGS)'" \
-		go run ./test/bench/cmd/lpm-bench -lab $(BENCH_LAB_NAME) $(BENCH_FLAGS) run || status=$$?; \
-	$(LPM_LAB) --name $(BENCH_LAB_NAME) down || status=1; \
-	exit $$status
+	LPM_BENCH_COMMAND="make bench BENCH_LAB_NAME=$(BENCH_LAB_NAME) BENCH_FLAGS='$(BENCH_FLAGS)'" \
+		hack/bench.sh $(BENCH_LAB_NAME) $(BENCH_FLAGS)

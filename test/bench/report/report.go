@@ -153,7 +153,7 @@ func (w *writer) runInfo() {
 	for _, k := range keys {
 		w.p("| %s | %s |", k, h.Versions[k])
 	}
-	w.p("| Sizes | %s MiB of random memory, %d runs each |", joinInts(res.Sizes), res.Runs)
+	w.p("| Sizes | %s MiB of random memory, %s each |", joinInts(res.Sizes), plural(res.Runs, "run"))
 	w.p("")
 	for _, n := range res.Notes {
 		w.p("%s", n)
@@ -194,8 +194,8 @@ func (w *writer) goals() {
 	w.p("|---|---|---|")
 
 	idle := w.stage(res.Migrations, 0, downtime.StageDowntime)
-	w.p("| Idle pod: downtime under 1.0 s | median %.2f s, at most %.2f s over %d runs | %s |", idle.Median,
-		idle.Max, idle.N, mark(idle.Median < 1.0, idle.N > 0))
+	w.p("| Idle pod: downtime under 1.0 s | median %.2f s, at most %.2f s over %s | %s |", idle.Median,
+		idle.Max, plural(idle.N, "run"), mark(idle.Median < 1.0, idle.N > 0))
 
 	const gib = 1024
 	lpm := w.stage(res.Migrations, gib, downtime.StageDowntime)
@@ -455,7 +455,7 @@ func (w *writer) imagePrepSection() {
 	w.p("On each runtime floor's archive: lpm's path is the source's build (one read that hashes and")
 	w.p("validates the archive, the image around it, no copy) plus the direct channel on loopback")
 	w.p("into the target's containerd snapshot, until the CRI reports the image. The recipe is the")
-	w.p("documented one with buildah %s from Debian on the host (no Docker daemon): `buildah from",
+	w.p("documented one with %s from Debian on the host (no Docker daemon): `buildah from",
 		res.Host.Versions["buildah"])
 	w.p("scratch`, `buildah add` of the archive (which extracts it), `buildah config --annotation`,")
 	w.p("`buildah commit`, `buildah push` to an OCI archive (gzip-compressed layers), a copy of the OCI")
@@ -655,7 +655,14 @@ func (w *writer) method() {
 	w.p("  preparation and the channel on its archive), the CRIU floor and the prototype in turn.")
 	w.p("- Reproduce: `make bench` (lab `BENCH_LAB_NAME`, default `bench`; `BENCH_FLAGS` passes flags")
 	w.p("  such as `-sizes=0,256 -runs=1` to lpm-bench). It needs what `make demo` needs, buildah")
-	w.p("  (installed from Debian when missing) and the test assets of hack/test.sh.")
+	w.p("  (installed from Debian when missing) and the test assets of hack/test.sh. The full run")
+	w.p("  took about 35 minutes here, after waiting up to `-load-wait` (30 minutes by default) for")
+	w.p("  the load average to drop below `-max-load`. It starts the lab, takes it down at the end")
+	w.p("  or on SIGINT and SIGTERM, and refuses a second run in the same lab. A run that completes")
+	w.p("  replaces test/bench/results/latest.json, this page and its plots (`-results`, `-doc`,")
+	w.p("  `-plots` choose other paths); a failed or interrupted run leaves them unchanged and keeps")
+	w.p("  what it measured in the results file's `.partial` copy. `-merge` keeps the parts that a")
+	w.p("  run leaves out (`-parts`) from the existing results file.")
 	w.p("")
 	w.p("Generated %s.", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 }
@@ -751,4 +758,12 @@ func (w *writer) stackedStages(title string, runs []results.Run, stages []string
 		}
 	}
 	return stackedBars(title, "seconds", cats, stages, values, path)
+}
+
+// plural returns n and the noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

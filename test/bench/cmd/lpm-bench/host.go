@@ -38,7 +38,10 @@ func waitForLoad(ctx context.Context, limit float64, timeout time.Duration) floa
 	deadline := time.Now().Add(timeout)
 	for {
 		load := loadAverage()
-		if load < limit || time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return load
+		}
+		if load < limit || time.Now().After(deadline) {
 			if load >= limit {
 				logf("the load average is %.2f after waiting %s for it to drop below %.2f; measuring anyway",
 					load, timeout, limit)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,9 +93,17 @@ func main() {
 	if o.sizes, err = parseSizes(sizes); err != nil {
 		fatal(err)
 	}
-	o.parts = map[string]bool{}
-	for _, p := range strings.Split(parts, ",") {
-		o.parts[strings.TrimSpace(p)] = true
+	if o.parts, err = parseParts(parts); err != nil {
+		fatal(err)
+	}
+	switch {
+	case o.runs < 1:
+		fatal(fmt.Errorf("invalid -runs %d: want at least 1", o.runs))
+	case o.maxLoad <= 0:
+		fatal(fmt.Errorf("invalid -max-load %g: want a load average above 0", o.maxLoad))
+	case o.scaleMigrations < 1 || o.scaleNodes < 2:
+		fatal(fmt.Errorf("invalid -scale-migrations %d or -scale-nodes %d: want at least 1 and 2",
+			o.scaleMigrations, o.scaleNodes))
 	}
 
 	// The scale part's envtest and fake agent log through
@@ -125,6 +134,19 @@ func logf(format string, args ...any) {
 	fmt.Printf("%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
+// parseParts parses the -parts flag and rejects a part it does not know.
+func parseParts(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(allParts, p) {
+			return nil, fmt.Errorf("invalid part %q in -parts: want some of %s", p, strings.Join(allParts, ", "))
+		}
+		out[p] = true
+	}
+	return out, nil
+}
+
 func parseSizes(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
@@ -144,13 +166,27 @@ func run(ctx context.Context, o options) error {
 		res.Command = cmd
 	}
 	res.Host = hostInfo()
+	// The lab must be up before the wait for the load, which may last long.
+	if o.parts["migrate"] || o.parts["floor"] || o.parts["criu"] || o.parts["pageserver"] {
+		if _, err := benchlab.Open(o.lab, o.repo); err != nil {
+			return fmt.Errorf("lab %q is not usable (start it with `bin/lpm-lab --name %s up` and install): %w",
+				o.lab, o.lab, err)
+		}
+	}
 	res.Host.LoadBefore = waitForLoad(ctx, o.maxLoad, o.loadWait)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	loads := startLoadSampler(ctx)
+	// Results go to a file of their own while the run lasts, and replace
+	// the results file and the report only when the run completes: an
+	// interrupted or failed run leaves the published figures as they were.
+	partial := o.resultsPath + ".partial"
 	save := func() {
 		res.Host.LoadMax = loads.max()
-		if err := os.MkdirAll(filepath.Dir(o.resultsPath), 0o755); err == nil {
-			if err := res.Write(o.resultsPath); err != nil {
-				logf("failed to write %s: %v", o.resultsPath, err)
+		if err := os.MkdirAll(filepath.Dir(partial), 0o755); err == nil {
+			if err := res.Write(partial); err != nil {
+				logf("failed to write %s: %v", partial, err)
 			}
 		}
 	}
@@ -176,7 +212,8 @@ func run(ctx context.Context, o options) error {
 		if err := runLab(ctx, o, res, save); err != nil {
 			res.Errors = append(res.Errors, err.Error())
 			save()
-			return err
+			return fmt.Errorf("%w (the results so far are in %s; %s and %s are unchanged)", err, partial,
+				o.resultsPath, o.docPath)
 		}
 	}
 	if o.parts["scale"] {
@@ -188,9 +225,17 @@ func run(ctx context.Context, o options) error {
 			res.Errors = append(res.Errors, "scale: "+res.Scale.Error)
 		}
 	}
+	if ctx.Err() != nil {
+		save()
+		return fmt.Errorf("interrupted (the results so far are in %s; %s and %s are unchanged): %w", partial,
+			o.resultsPath, o.docPath, ctx.Err())
+	}
 	res.Finished = time.Now()
 	res.Host.LoadAfter = loadAverage()
 	save()
+	if err := os.Rename(partial, o.resultsPath); err != nil {
+		return fmt.Errorf("failed to publish the results: %w", err)
+	}
 	return writeReport(o)
 }
 
