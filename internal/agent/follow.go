@@ -25,9 +25,8 @@ const followPoll = 5 * time.Millisecond
 // The kubelet names the archive checkpoint-<pod>_<namespace>-<container>-
 // <time>.tar in its checkpoint directory and returns the name when the call
 // ends. The follower takes the first file of that pattern that was not
-// there before the call, and its result counts only if the kubelet returns
-// that same file; otherwise the archive is inspected after the call, as
-// without a follower.
+// there before the call. Its result counts only if the kubelet returns that
+// same file. Otherwise the archive is inspected after the call.
 type archiveFollower struct {
 	// returned is closed when the checkpoint call has returned, which
 	// means the archive is complete.

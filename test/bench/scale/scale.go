@@ -158,10 +158,9 @@ func (o Options) logf(format string, args ...any) {
 }
 
 // createWorld creates the namespace and nodes that report Ready with room
-// for every pod. Each node allows all the benchmark's pods at once,
-// because the controller picks targets from the pods in its cache, so
-// migrations that pick at the same time find the same free room and many
-// of them can pick the same node.
+// for every pod. Each node allows all the benchmark's pods at once. The
+// controller picks targets from the pods in its cache, so migrations that
+// pick at the same time see the same free room and may all pick one node.
 func createWorld(ctx context.Context, c client.Client, opts Options) ([]string, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return nil, err
