@@ -70,6 +70,17 @@ func ImportLayeredCounterImage(ctx context.Context, t testing.TB, rt *runtime.Ru
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux",
 			Architecture: "amd64"}}})
 
+	// containerd's garbage collection removes content that no image or lease
+	// references. The lease keeps the blobs until the image is unpacked.
+	ctx, done, err := rt.Client().WithLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := done(context.WithoutCancel(ctx)); err != nil {
+			t.Errorf("failed to release the import's lease: %v", err)
+		}
+	}()
 	cs := rt.Client().ContentStore()
 	write := func(mediaType string, data []byte, labels map[string]string) ocispec.Descriptor {
 		desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
