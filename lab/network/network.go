@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/lpm-dev/lpm/lab/instance"
@@ -68,9 +69,14 @@ func labRoutes(in instance.Instance) ([]string, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if p.Overlaps(in.Range()) && p.Bits() > 0 {
-			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s dev %s", r.Type, r.Dst, r.Dev)))
+		if !p.Overlaps(in.Range()) || p.Bits() == 0 {
+			continue
 		}
+		desc := r.Type + " " + r.Dst
+		if r.Dev != "" {
+			desc += " dev " + r.Dev
+		}
+		out = append(out, strings.TrimSpace(desc))
 	}
 	return out, nil
 }
@@ -86,6 +92,7 @@ func EnsureBridge(in instance.Instance) error {
 		if err != nil {
 			return err
 		}
+		routes = slices.DeleteFunc(routes, func(r string) bool { return r == guardRoute(in) })
 		if len(routes) > 0 {
 			return fmt.Errorf("address range %s of lab %q is already in use on this machine (%s): "+
 				"run lpm-lab down, or choose another lab name or slot", in.Range(), in.Name, strings.Join(routes, "; "))
@@ -105,7 +112,9 @@ func EnsureBridge(in instance.Instance) error {
 	return err
 }
 
-// RemoveBridge deletes the bridge and the lab's unreachable route.
+// RemoveBridge deletes the bridge and keeps the lab's unreachable route,
+// so a client of a lab that is down fails with "no route to host" instead
+// of sending the lab's addresses through the default route.
 func RemoveBridge(in instance.Instance) error {
 	ctx := context.Background()
 	if linkExists(in.BridgeName()) {
@@ -113,18 +122,14 @@ func RemoveBridge(in instance.Instance) error {
 			return err
 		}
 	}
-	routes, err := labRoutes(in)
-	if err != nil {
-		return err
-	}
-	for _, r := range routes {
-		if strings.HasPrefix(r, "unreachable ") {
-			if _, err := ip(ctx, "route", "del", "unreachable", strings.Fields(r)[1]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := ip(ctx, "route", "replace", "unreachable", in.Range().String())
+	return err
+}
+
+// guardRoute returns the unreachable route that covers the lab's whole range,
+// as labRoutes lists it.
+func guardRoute(in instance.Instance) string {
+	return "unreachable " + in.Range().String()
 }
 
 // AttachNode connects the network namespace of process pid (node index of
@@ -204,7 +209,8 @@ func NodesAttached(in instance.Instance) int {
 	return count
 }
 
-// Remains lists the lab's interfaces and host routes that still exist.
+// Remains lists the lab's interfaces and host routes that still exist,
+// except the unreachable route that RemoveBridge keeps.
 func Remains(in instance.Instance) ([]string, error) {
 	var out []string
 	if linkExists(in.BridgeName()) {
@@ -220,7 +226,9 @@ func Remains(in instance.Instance) ([]string, error) {
 		return out, err
 	}
 	for _, r := range routes {
-		out = append(out, "route "+r)
+		if r != guardRoute(in) {
+			out = append(out, "route "+r)
+		}
 	}
 	return out, nil
 }
