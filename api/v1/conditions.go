@@ -188,6 +188,9 @@ const (
 	// ReasonMultipathTCPInUse: a process holds a Multipath TCP socket,
 	// which CRIU cannot dump.
 	ReasonMultipathTCPInUse Reason = "MultipathTCPInUse"
+	// ReasonSharedMemoryFileInUse: a process holds or maps a file of the
+	// pod sandbox's /dev/shm, which the restored pod gets empty.
+	ReasonSharedMemoryFileInUse Reason = "SharedMemoryFileInUse"
 )
 
 // Reasons the source agent rejects a pod's emptyDir volumes, before the

@@ -35,7 +35,8 @@ func (a *Agent) scanProcesses(ctx context.Context, pod *corev1.Pod, containers [
 		if err != nil {
 			return lpmv1.ReasonPodNotRunning, fmt.Errorf("container %s of pod %s: %w", c.name, pod.Name, err)
 		}
-		targets = append(targets, procscan.Container{Name: c.name, PID: int(pid)})
+		targets = append(targets, procscan.Container{Name: c.name, PID: int(pid),
+			DevShmVolume: mountsDevShm(pod, c.name)})
 	}
 	scanner := procscan.Scanner{
 		ProcRoot: a.opts.ProcRoot,
@@ -82,4 +83,21 @@ func (a *Agent) nodeCapabilities(ctx context.Context) *lpmv1.NodeCapabilities {
 		return nil
 	}
 	return na.Status.Capabilities
+}
+
+// mountsDevShm reports whether the pod's container name mounts a volume at
+// /dev/shm or at a directory above it.
+func mountsDevShm(pod *corev1.Pod, name string) bool {
+	for _, c := range pod.Spec.Containers {
+		if c.Name != name {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			dir := filepath.Clean(m.MountPath)
+			if dir == "/dev/shm" || dir == "/dev" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -134,6 +134,9 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonMultipathTCPInUse: "A process of the pod holds a Multipath TCP socket, which CRIU cannot " +
 		"dump. Turn Multipath TCP off in the program: for Go 1.24 and later set GODEBUG=multipathtcp=0 " +
 		"in the container's environment, then restart the pod.",
+	lpmv1.ReasonSharedMemoryFileInUse: "A process of the pod holds or maps a file of the pod's /dev/shm " +
+		"(POSIX shared memory), which does not travel: the restored pod gets an empty /dev/shm. Close " +
+		"and unmap the file before the migration, or mount a memory-backed emptyDir volume at /dev/shm.",
 	lpmv1.ReasonIncompatibleCRIU: "The target node's CRIU cannot restore what the source node's CRIU " +
 		"dumps: it is older, or lacks a feature the source's configuration uses (see the message). " +
 		"Pick a target with the same or a newer CRIU.",

@@ -85,6 +85,8 @@ func TestProcessScanRejectsBeforeCut(t *testing.T) {
 		{name: "deleted-file", env: map[string]string{"HOLDER_DELETED_MIB": "2"},
 			wantReason: lpmv1.ReasonDeletedFileTooLarge},
 		{name: "pipes", env: map[string]string{"HOLDER_PIPES": "1100"}, wantReason: lpmv1.ReasonTooManyPipesWithData},
+		{name: "dev-shm", env: map[string]string{"HOLDER_OPEN": "/dev/shm/held"},
+			wantReason: lpmv1.ReasonSharedMemoryFileInUse},
 		{name: "tty", mutate: func(p *corev1.Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = true, true },
 			wantReason: lpmv1.ReasonControllingTerminal},
 		// The controller rejects hostIPC pods before the agents look at them.
@@ -268,13 +270,14 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 }
 
 // TestRestoreFailureReportsCRIUErrors makes the restore fail inside CRIU:
-// the holder keeps a file open in /dev/shm, the pod sandbox's own tmpfs,
-// which no checkpoint carries and which starts empty in the restored pod,
-// so CRIU cannot reopen the file. The migration must fail with
-// CRIU's error lines and the kept log's location in its message, and the
-// source must run on. containerd 2.3 deletes the restore log with the
-// failed container, so the target node's CRIU configuration sets log-file
-// for the test, as the agent's documentation advises.
+// the holder keeps a file of a downwardAPI volume open. The kubelet writes
+// such a volume into a directory named after the time of writing, so the
+// restored pod's volume lacks the path the process held and CRIU cannot
+// reopen the file. The migration must fail with CRIU's error lines and the
+// kept log's location in its message, and the source must run on.
+// containerd 2.3 deletes the restore log with the failed container, so the
+// target node's CRIU configuration sets log-file for the test, as the
+// agent's documentation advises.
 func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	requireLPM(t)
 	n := labNode(t, nodeB)
@@ -295,7 +298,8 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/var/log/criu-lpm-e2e.log")
 	})
 	ns := newNamespace(t)
-	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_OPEN": "/dev/shm/held"}, nil))
+	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_READ": "/etc/podinfo/name"},
+		withPodInfo))
 	time.Sleep(2 * time.Second)
 
 	pm := migrate(t, ns, "move-open", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
@@ -325,5 +329,45 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 	}
 	if locks := criuNetworkLocks(t, source); len(locks) > 0 {
 		t.Errorf("source pod's network namespace holds CRIU's network lock after the rollback: %v", locks)
+	}
+}
+
+// withPodInfo mounts a downwardAPI volume with the pod's name at
+// /etc/podinfo/name.
+func withPodInfo(p *corev1.Pod) {
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "podinfo", VolumeSource: corev1.VolumeSource{
+		DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{Path: "name",
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}})
+	c := &p.Spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "podinfo", MountPath: "/etc/podinfo",
+		ReadOnly: true})
+}
+
+// TestDevShmVolumeMigrates moves a holder that keeps a file open in
+// /dev/shm on a memory-backed emptyDir volume. The volume's contents
+// travel, so the restore reopens the file and the count continues.
+func TestDevShmVolumeMigrates(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-shm", map[string]string{"HOLDER_OPEN": "/dev/shm/held"},
+		func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "shm", VolumeSource: corev1.VolumeSource{
+				EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+			c := &p.Spec.Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "shm", MountPath: "/dev/shm"})
+		}))
+	time.Sleep(2 * time.Second)
+	before := lastCount(t, ns, pod.Name)
+
+	pm := migrate(t, ns, "move-shm", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+
+	requireSucceeded(t, pm)
+	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if after := lastCount(t, ns, restored.Name); after <= before {
+		t.Errorf("restored count is %d, not past %d from before the migration", after, before)
 	}
 }

@@ -66,6 +66,8 @@ type process struct {
 	deletedMaps []mappedFile
 	// sysvShm lists the attached System V shared memory segments.
 	sysvShm []string
+	// shmMaps are the mapped files under /dev/shm that still exist.
+	shmMaps []string
 }
 
 // openFile is one file descriptor.
@@ -337,8 +339,9 @@ func parsePidfdPID(fdinfo string) int {
 	return -1
 }
 
-// readMaps reads the deleted files and System V segments mapped into the
-// process. The size of a deleted file comes from its map_files link.
+// readMaps reads the deleted files, the files under /dev/shm and the System V
+// segments mapped into the process. The size of a deleted file comes from
+// its map_files link.
 func (r *reader) readMaps(p *process) error {
 	data, err := os.ReadFile(r.path(p.pid, "maps"))
 	if err != nil {
@@ -351,10 +354,17 @@ func (r *reader) readMaps(p *process) error {
 			continue
 		}
 		name := strings.Join(fields[5:], " ")
-		if !strings.HasSuffix(name, " (deleted)") || seen[name] {
+		if seen[name] {
 			continue
 		}
 		seen[name] = true
+		if inDevShm(name) {
+			p.shmMaps = append(p.shmMaps, name)
+			continue
+		}
+		if !strings.HasSuffix(name, " (deleted)") {
+			continue
+		}
 		switch {
 		case strings.HasPrefix(name, "/SYSV"):
 			p.sysvShm = append(p.sysvShm, strings.TrimSuffix(name, " (deleted)"))

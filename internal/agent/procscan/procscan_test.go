@@ -212,6 +212,7 @@ func TestScanRules(t *testing.T) {
 	fanotifyOverlay := "fanotify flags:0 event-flags:0\n" +
 		"fanotify ino:98a936 sdev:3c mflags:0 mask:1 ignored_mask:0 fhandle-bytes:20 fhandle-type:f8 f_handle:00\n"
 	fanotifyMount := "fanotify mnt_id:32 mflags:0 mask:1 ignored_mask:0\n"
+	shmMap := "7f0000000000-7f0000100000 rw-s 00000000 00:1a 5 /dev/shm/held"
 	pidfdOf := func(pid int) string {
 		return fmt.Sprintf("pos:\t0\nflags:\t02\nmnt_id:\t4\nPid:\t%d\nNSpid:\t%d\n", pid, pid)
 	}
@@ -223,7 +224,9 @@ func TestScanRules(t *testing.T) {
 		version   int
 		ghost     int64
 		cgroupDir map[string]string
-		want      []found
+		// devShmVolume marks the container as mounting a volume at /dev/shm.
+		devShmVolume bool
+		want         []found
 	}{
 		{
 			name:    "plain process passes",
@@ -355,6 +358,37 @@ func TestScanRules(t *testing.T) {
 			want:    []found{{lpmv1.ReasonDeletedFileTooLarge, "app", 100, -1}},
 		},
 		{
+			name:    "open /dev/shm file rejected",
+			procs:   []proc{{pid: 100, fds: map[int]string{6: "/dev/shm/held", 7: "/dev/shm-notes"}}},
+			version: criu421,
+			want:    []found{{lpmv1.ReasonSharedMemoryFileInUse, "app", 100, 6}},
+		},
+		{
+			name: "mapped /dev/shm file rejected",
+			procs: []proc{{pid: 100, maps: []string{
+				shmMap,
+				"7f0000200000-7f0000300000 r--s 00000000 00:1a 5 /dev/shm/held"}}},
+			version: criu421,
+			want:    []found{{lpmv1.ReasonSharedMemoryFileInUse, "app", 100, -1}},
+		},
+		{
+			name:    "open and mapped /dev/shm file rejected once",
+			procs:   []proc{{pid: 100, fds: map[int]string{6: "/dev/shm/held"}, maps: []string{shmMap}}},
+			version: criu421,
+			want:    []found{{lpmv1.ReasonSharedMemoryFileInUse, "app", 100, 6}},
+		},
+		{
+			name:         "/dev/shm file on a volume passes",
+			procs:        []proc{{pid: 100, fds: map[int]string{6: "/dev/shm/held"}, maps: []string{shmMap}}},
+			version:      criu421,
+			devShmVolume: true,
+		},
+		{
+			name:    "deleted /dev/shm file passes",
+			procs:   []proc{{pid: 100, fds: map[int]string{6: "/dev/shm/held (deleted)"}}},
+			version: criu421,
+		},
+		{
 			name: "memfd mapping passes",
 			procs: []proc{{pid: 100,
 				maps:     []string{"7f0000000000-7f0000300000 rw-s 00000000 00:01 9 /memfd:jit (deleted)"},
@@ -439,7 +473,7 @@ func TestScanRules(t *testing.T) {
 			sc := Scanner{ProcRoot: procRoot, CgroupRoot: cgroupRoot, Kernel: prefixed(procRoot, tc.kernel),
 				Policy: Policy{CRIUVersion: tc.version, GhostLimit: tc.ghost}}
 
-			res, err := sc.Scan([]Container{{Name: "app", PID: tc.procs[0].pid}})
+			res, err := sc.Scan([]Container{{Name: "app", PID: tc.procs[0].pid, DevShmVolume: tc.devShmVolume}})
 
 			if err != nil {
 				t.Fatalf("Scan() error = %v", err)

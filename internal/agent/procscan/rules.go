@@ -20,6 +20,8 @@ type scope struct {
 	mounts func(*process) []mount
 	// sockets returns the sockets of a process's network namespace.
 	sockets func(*process) *netSockets
+	// devShmVolume is true when a pod volume is mounted at /dev/shm.
+	devShmVolume bool
 }
 
 // processRule checks one process.
@@ -34,6 +36,7 @@ var processRules = []processRule{
 	ruleTerminal,
 	ruleDeletedFiles,
 	ruleHostSharedMemory,
+	ruleSandboxSharedMemory,
 	ruleTCPConnections,
 	ruleMultipathTCP,
 }
@@ -208,6 +211,41 @@ func ruleHostSharedMemory(s scope, p *process) []Finding {
 		fmt.Sprintf("it has %d System V shared memory segments of the node's IPC namespace attached",
 			len(p.sysvShm)),
 		"run the pod without hostIPC, so its shared memory lives in its own IPC namespace")}
+}
+
+// ruleSandboxSharedMemory rejects files of the pod sandbox's /dev/shm that
+// a process holds open or maps. No checkpoint carries that tmpfs, so the
+// restored pod gets it empty and CRIU fails to reopen the files after the
+// cut. Deleted files are left to ruleDeletedFiles, because CRIU copies them.
+func ruleSandboxSharedMemory(s scope, p *process) []Finding {
+	if s.devShmVolume {
+		return nil
+	}
+	const problem = "the file lives in the pod sandbox's /dev/shm, which no checkpoint carries, so the " +
+		"restored pod would start with an empty /dev/shm and CRIU could not reopen the file"
+	const fix = "close and unmap the file before the migration, or mount a memory-backed emptyDir volume " +
+		"at /dev/shm, whose files the migration carries"
+	var out []Finding
+	reported := map[string]bool{}
+	for _, f := range p.fds {
+		if inDevShm(f.target) {
+			reported[f.target] = true
+			out = append(out, finding(s, p, lpmv1.ReasonSharedMemoryFileInUse, f.fd, f.target, problem, fix))
+		}
+	}
+	for _, path := range p.shmMaps {
+		if !reported[path] {
+			out = append(out, finding(s, p, lpmv1.ReasonSharedMemoryFileInUse, -1, "mapping of "+path, problem,
+				fix))
+		}
+	}
+	return out
+}
+
+// inDevShm reports whether path names a file under /dev/shm that still
+// exists.
+func inDevShm(path string) bool {
+	return strings.HasPrefix(path, "/dev/shm/") && !strings.HasSuffix(path, " (deleted)")
 }
 
 // rulePipes rejects a container whose processes hold more pipes with

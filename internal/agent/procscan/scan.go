@@ -16,6 +16,10 @@ import (
 type Container struct {
 	Name string
 	PID  int
+	// DevShmVolume is true when the container mounts a pod volume at
+	// /dev/shm, so its files travel with the volume instead of staying in
+	// the pod sandbox's own tmpfs.
+	DevShmVolume bool
 }
 
 // Scanner scans the processes of containers.
@@ -77,7 +81,7 @@ func (sc Scanner) scanContainer(r *reader, c Container, hostIPC string, result *
 		tree[pid] = true
 	}
 	s := scope{container: c.Name, policy: sc.Policy, hostIPC: hostIPC, tree: tree, mounts: r.mountsOf,
-		sockets: r.socketsOf}
+		sockets: r.socketsOf, devShmVolume: c.DevShmVolume}
 	var procs []*process
 	var findings []Finding
 	for _, pid := range pids {

@@ -60,6 +60,8 @@ func main() {
 	sysvShm := flag.Bool("sysv-shm", false, "hold an attached System V shared memory segment")
 	openPath := flag.String("open", "", "file to create and hold open, for example on an emptyDir volume, "+
 		"which starts empty after a move; empty holds none")
+	readPath := flag.String("read", "", "existing file to open read-only and hold, for example on a read-only "+
+		"volume; empty holds none")
 	exitAfter := flag.Int64("exit-after", 0, "exit with status 0 after this many counts; 0 never exits")
 	exitFile := flag.String("exit-file", "", "exit with status 0 once this file exists; empty never checks")
 	flag.Parse()
@@ -80,6 +82,7 @@ func main() {
 		{*pipes > 0, "pipes", func() (string, error) { return holdPipes(*pipes) }},
 		{*sysvShm, "sysv-shm", holdSysVShm},
 		{*openPath != "", "open file", func() (string, error) { return holdOpenFile(*openPath) }},
+		{*readPath != "", "file", func() (string, error) { return holdReadFile(*readPath) }},
 	}
 	for _, s := range steps {
 		if !s.enabled {
@@ -272,4 +275,13 @@ func holdOpenFile(path string) (string, error) {
 	}
 	held = append(held, f)
 	return fmt.Sprintf("open file %s fd=%d", path, f.Fd()), nil
+}
+
+func holdReadFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	held = append(held, f)
+	return fmt.Sprintf("file %s open for reading fd=%d", path, f.Fd()), nil
 }
