@@ -12,13 +12,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/lpm-dev/lpm/internal/agent/archive"
 	"github.com/lpm-dev/lpm/internal/agent/ckptimage"
 	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
 	"github.com/lpm-dev/lpm/internal/agent/internal/noderoot"
+	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
 	"github.com/lpm-dev/lpm/internal/agent/runtime"
 	"github.com/lpm-dev/lpm/internal/agent/transfer"
 )
@@ -83,20 +82,7 @@ func measure(ctx context.Context, t *testing.T, rt *runtime.Runtime, pagesBytes 
 	}
 
 	start := time.Now()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := archive.Inspect(f, archive.Limits{})
-	_ = f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: path, Archive: info, Container: "counter",
-		MigrationUID: "measure", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, _ := testenv.BuildCheckpointImage(t, path, "measure")
 	build := time.Since(start)
 
 	size := strconv.FormatInt(pagesBytes>>20, 10)

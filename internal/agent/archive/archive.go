@@ -324,8 +324,9 @@ func checkRootfsDiff(r io.Reader, limits Limits) error {
 			if err := checkNestedName(hdr.Linkname); err != nil {
 				return err
 			}
-		case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeFifo, //nolint:staticcheck,lll // TypeRegA still occurs in old archives.
-			tar.TypeXGlobalHeader:
+		// TypeRegA is deprecated but still occurs in old archives.
+		case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, //nolint:staticcheck // see above
+			tar.TypeFifo, tar.TypeXGlobalHeader:
 		default:
 			return invalid(metadata.RootFsDiffTar, "nested entry %q has unsupported type %q", hdr.Name,
 				string(hdr.Typeflag))

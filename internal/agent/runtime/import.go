@@ -84,12 +84,15 @@ type ImportRequest struct {
 	IngestPrefix string
 }
 
-func (req ImportRequest) ingestRef(d digest.Digest) string {
-	prefix := req.IngestPrefix
-	if prefix == "" {
-		prefix = "lpm-"
+func (req ImportRequest) ingestPrefix() string {
+	if req.IngestPrefix == "" {
+		return "lpm-"
 	}
-	return prefix + d.Encoded()
+	return req.IngestPrefix
+}
+
+func (req ImportRequest) ingestRef(d digest.Digest) string {
+	return req.ingestPrefix() + d.Encoded()
 }
 
 // ImportResult describes an imported image.
@@ -111,7 +114,10 @@ type ImportResult struct {
 // unpacked. A large archive is never buffered. A failed import leaves no
 // content, snapshot or image behind.
 func (r *Runtime) Import(ctx context.Context, req ImportRequest, src BlobSource) (*ImportResult, error) {
-	ctx, done, err := r.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(6*time.Hour))
+	// The lease's ID carries the ingest prefix, so that AbortImports also
+	// deletes the lease of an import the agent did not finish.
+	ctx, done, err := r.client.WithLease(ctx, leases.WithID(req.ingestPrefix()+"lease-"+randomSuffix()),
+		leases.WithExpiration(6*time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("failed to create a containerd lease: %w", err)
 	}
@@ -519,10 +525,11 @@ func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
 }
 
 // AbortImports discards what broken transfers left behind: unfinished
-// content writes whose reference starts with prefix, and extraction
-// snapshots of the snapshotter whose key, after "extract-", starts with
-// prefix. It keeps those for which keep (which may be nil) returns true,
-// given the reference or the key without "extract-".
+// content writes whose reference starts with prefix, extraction snapshots
+// of the snapshotter whose key, after "extract-", starts with prefix, and
+// the imports' leases, whose IDs start with prefix. It keeps those for
+// which keep (which may be nil) returns true, given the reference, the key
+// without "extract-" or the lease ID.
 func (r *Runtime) AbortImports(ctx context.Context, snapshotter, prefix string, keep func(ref string) bool) error {
 	discard := func(ref string) bool { return strings.HasPrefix(ref, prefix) && (keep == nil || !keep(ref)) }
 	cs := r.client.ContentStore()
@@ -555,6 +562,19 @@ func (r *Runtime) AbortImports(ctx context.Context, snapshotter, prefix string, 
 	for _, key := range keys {
 		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("failed to remove extraction snapshot %q: %w", key, err))
+		}
+	}
+
+	ls := r.client.LeasesService()
+	existing, err := ls.List(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("failed to list leases: %w", err))
+	}
+	for _, l := range existing {
+		if discard(l.ID) {
+			if err := ls.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("failed to delete lease %s: %w", l.ID, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

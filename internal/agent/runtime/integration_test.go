@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -226,21 +227,7 @@ func startBareNode(ctx context.Context, t *testing.T, name string) *runtime.Runt
 func buildSyntheticImage(t *testing.T, path string) (*ckptimage.Image, *archive.Info) {
 	t.Helper()
 	archivetest.WriteFile(t, path, archivetest.Options{PagesBytes: 1 << 20})
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := archive.Inspect(f, archive.Limits{})
-	_ = f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: path, Archive: info, Container: "counter",
-		MigrationUID: "synthetic", Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img, info
+	return testenv.BuildCheckpointImage(t, path, "synthetic")
 }
 
 // TestImportAlteredLayer imports an image whose layer changed after the
@@ -366,6 +353,14 @@ func TestAbortImports(t *testing.T) {
 			t.Fatalf("Prepare(%q) error = %v", key, err)
 		}
 	}
+	// An import's lease carries the migration's prefix in its ID.
+	ls := rt.Client().LeasesService()
+	leaseIDs := map[string]string{"gone": "lpm-gone-uid-lease-a1", "live": "lpm-live-uid-lease-b2"}
+	for _, id := range leaseIDs {
+		if _, err := ls.Create(ctx, leases.WithID(id)); err != nil {
+			t.Fatalf("Create(lease %q) error = %v", id, err)
+		}
+	}
 	w, err := content.OpenWriter(leased, cs, content.WithRef("lpm-gone-uid-ingest"))
 	if err != nil {
 		t.Fatal(err)
@@ -400,5 +395,19 @@ func TestAbortImports(t *testing.T) {
 	}
 	if _, err := cs.Status(ctx, "lpm-gone-uid-ingest"); !errdefs.IsNotFound(err) {
 		t.Errorf("ingest of a finished migration: Status() error = %v, want not found", err)
+	}
+	left, err := ls.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remaining := map[string]bool{}
+	for _, l := range left {
+		remaining[l.ID] = true
+	}
+	if remaining[leaseIDs["gone"]] {
+		t.Errorf("lease %q of a finished migration kept, want it deleted", leaseIDs["gone"])
+	}
+	if !remaining[leaseIDs["live"]] {
+		t.Errorf("lease %q of a running migration deleted, want it kept", leaseIDs["live"])
 	}
 }
