@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -43,15 +44,28 @@ func summarySeries(name string, runs []results.Run, sizes []int, stage string) s
 	return s
 }
 
-// linePlot draws each series as a line with points and error bars.
+// linePlot draws each series as a line with points and error bars, with a
+// tick at each x value of the series and a y axis from 0.
 func linePlot(title, xLabel, yLabel string, all []series, path string) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xLabel
 	p.Y.Label.Text = yLabel
+	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	ticks := map[float64]bool{}
+	var marks plot.ConstantTicks
+	for _, s := range all {
+		for _, x := range s.x {
+			if !ticks[x] {
+				ticks[x] = true
+				marks = append(marks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'f', -1, 64)})
+			}
+		}
+	}
+	p.X.Tick.Marker = marks
 	for i, s := range all {
 		if s.Len() == 0 {
 			continue
