@@ -254,9 +254,17 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 	ns := newNamespace(t)
 	pod := createPod(t, holderPod(ns, "holder-pidfd", map[string]string{"HOLDER_PIDFD": "true"}, nil))
 	time.Sleep(3 * time.Second)
-	before := lastCount(t, ns, pod.Name)
 
-	pm := migrate(t, ns, "move-pidfd", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
+	requireHolderMoves(t, ns, pod.Name, "move-pidfd")
+}
+
+// requireHolderMoves migrates a holder pod to node-b and checks that the
+// restored holder counts on past its count from before the migration.
+func requireHolderMoves(t *testing.T, ns, podName, migration string) {
+	t.Helper()
+	before := lastCount(t, ns, podName)
+
+	pm := migrate(t, ns, migration, lpmv1.PodMigrationSpec{PodName: podName, TargetNode: nodeB})
 
 	requireSucceeded(t, pm)
 	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
@@ -357,17 +365,6 @@ func TestDevShmVolumeMigrates(t *testing.T) {
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "shm", MountPath: "/dev/shm"})
 		}))
 	time.Sleep(2 * time.Second)
-	before := lastCount(t, ns, pod.Name)
 
-	pm := migrate(t, ns, "move-shm", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
-
-	requireSucceeded(t, pm)
-	restored, err := clients.WaitPodReady(withContext(t), ns, pm.Status.RestoredPod, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second)
-	if after := lastCount(t, ns, restored.Name); after <= before {
-		t.Errorf("restored count is %d, not past %d from before the migration", after, before)
-	}
+	requireHolderMoves(t, ns, pod.Name, "move-shm")
 }
