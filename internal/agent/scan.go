@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 
@@ -100,4 +101,47 @@ func mountsDevShm(pod *corev1.Pod, name string) bool {
 		}
 	}
 	return false
+}
+
+// sandboxShmFiles describes the files in the pod sandbox's /dev/shm, which
+// stay behind: the restored pod gets an empty one. The process scan has
+// rejected the pod if a process holds one of them. It returns "" when
+// there are none or when every container mounts a volume at /dev/shm.
+func (a *Agent) sandboxShmFiles(ctx context.Context, pod *corev1.Pod, containers []podContainer) string {
+	for _, c := range containers {
+		if mountsDevShm(pod, c.name) {
+			continue
+		}
+		pid, err := a.runtime.TaskPID(ctx, c.id)
+		if err != nil {
+			return ""
+		}
+		dir := filepath.Join(a.opts.ProcRoot, strconv.Itoa(int(pid)), "root", "dev", "shm")
+		files, size := 0, int64(0)
+		err = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			files++
+			if info, err := d.Info(); err == nil {
+				size += info.Size()
+			}
+			return nil
+		})
+		if err != nil {
+			logf.FromContext(ctx).V(1).Info("Failed to list the pod's /dev/shm", "pod", pod.Name,
+				"container", c.name, "error", err.Error())
+			return ""
+		}
+		if files == 0 {
+			return ""
+		}
+		noun := "files"
+		if files == 1 {
+			noun = "file"
+		}
+		return fmt.Sprintf("its /dev/shm holds %d %s (%d bytes) that stay behind, because the restored pod "+
+			"gets an empty /dev/shm", files, noun, size)
+	}
+	return ""
 }

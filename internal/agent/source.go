@@ -124,6 +124,9 @@ func (a *Agent) sourcePrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 	if volumes != "" {
 		msg += "; " + volumes
 	}
+	if left := a.sandboxShmFiles(ctx, pod, containers); left != "" {
+		msg += "; " + left
+	}
 	if budget, limited := freezeBudget(pod, names(containers)); limited && pm.Spec.SourcePolicy != lpmv1.SourcePolicyKeep {
 		msg += fmt.Sprintf("; its liveness probes allow the frozen source %s", budget)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -258,9 +259,10 @@ func TestHolderWithOwnPidfdMigrates(t *testing.T) {
 	requireHolderMoves(t, ns, pod.Name, "move-pidfd")
 }
 
-// requireHolderMoves migrates a holder pod to node-b and checks that the
-// restored holder counts on past its count from before the migration.
-func requireHolderMoves(t *testing.T, ns, podName, migration string) {
+// requireHolderMoves migrates a holder pod to node-b, checks that the
+// restored holder counts on past its count from before the migration, and
+// returns the migration.
+func requireHolderMoves(t *testing.T, ns, podName, migration string) *lpmv1.PodMigration {
 	t.Helper()
 	before := lastCount(t, ns, podName)
 
@@ -275,6 +277,7 @@ func requireHolderMoves(t *testing.T, ns, podName, migration string) {
 	if after := lastCount(t, ns, restored.Name); after <= before {
 		t.Errorf("restored count is %d, not past %d from before the migration", after, before)
 	}
+	return pm
 }
 
 // TestRestoreFailureReportsCRIUErrors makes the restore fail inside CRIU:
@@ -349,6 +352,27 @@ func withPodInfo(p *corev1.Pod) {
 	c := &p.Spec.Containers[0]
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "podinfo", MountPath: "/etc/podinfo",
 		ReadOnly: true})
+}
+
+// TestDevShmFileLeftReported moves a holder that wrote a file to the pod
+// sandbox's /dev/shm and closed it: the pod moves, and the source's
+// Prepared message reports that the file stays behind.
+func TestDevShmFileLeftReported(t *testing.T) {
+	requireLPM(t)
+	ns := newNamespace(t)
+	pod := createPod(t, holderPod(ns, "holder-left", map[string]string{"HOLDER_LEAVE": "/dev/shm/left"}, nil))
+	time.Sleep(2 * time.Second)
+
+	pm := requireHolderMoves(t, ns, pod.Name, "move-left")
+
+	var prepared *metav1.Condition
+	if pm.Status.Source != nil {
+		prepared = meta.FindStatusCondition(pm.Status.Source.Conditions, lpmv1.AgentConditionPrepared)
+	}
+	want := "its /dev/shm holds 1 file (15 bytes) that stay behind"
+	if prepared == nil || !strings.Contains(prepared.Message, want) {
+		t.Errorf("source Prepared condition = %+v, want its message to contain %q", prepared, want)
+	}
 }
 
 // TestDevShmVolumeMigrates moves a holder that keeps a file open in

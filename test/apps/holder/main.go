@@ -60,6 +60,8 @@ func main() {
 	sysvShm := flag.Bool("sysv-shm", false, "hold an attached System V shared memory segment")
 	openPath := flag.String("open", "", "file to create and hold open, for example on an emptyDir volume, "+
 		"which starts empty after a move; empty holds none")
+	leavePath := flag.String("leave", "", "file to create, write and close, for example in /dev/shm; empty "+
+		"leaves none")
 	readPath := flag.String("read", "", "existing file to open read-only and hold, for example on a read-only "+
 		"volume; empty holds none")
 	exitAfter := flag.Int64("exit-after", 0, "exit with status 0 after this many counts; 0 never exits")
@@ -83,6 +85,7 @@ func main() {
 		{*sysvShm, "sysv-shm", holdSysVShm},
 		{*openPath != "", "open file", func() (string, error) { return holdOpenFile(*openPath) }},
 		{*readPath != "", "file", func() (string, error) { return holdReadFile(*readPath) }},
+		{*leavePath != "", "left file", func() (string, error) { return leaveFile(*leavePath) }},
 	}
 	for _, s := range steps {
 		if !s.enabled {
@@ -284,4 +287,11 @@ func holdReadFile(path string) (string, error) {
 	}
 	held = append(held, f)
 	return fmt.Sprintf("file %s open for reading fd=%d", path, f.Fd()), nil
+}
+
+func leaveFile(path string) (string, error) {
+	if err := os.WriteFile(path, []byte("left by holder\n"), 0o644); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("nothing of %s, written and closed", path), nil
 }
