@@ -119,8 +119,8 @@ func (a *Agent) sourcePrepare(ctx context.Context, pm *lpmv1.PodMigration) error
 	if err != nil {
 		return a.failSource(ctx, pm, lpmv1.AgentConditionPrepared, reason, err)
 	}
-	msg := fmt.Sprintf("%d containers of pod %s can be checkpointed on node %s", len(containers), pod.Name,
-		a.opts.NodeName)
+	msg := fmt.Sprintf("%s of pod %s can be checkpointed on node %s", counted(len(containers), "container"),
+		pod.Name, a.opts.NodeName)
 	if volumes != "" {
 		msg += "; " + volumes
 	}
@@ -399,7 +399,7 @@ func (a *Agent) checkpoint(ctx context.Context, pm *lpmv1.PodMigration) (*state.
 		s.Frozen = len(rec.Paused) > 0
 		s.Containers = stats
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionCheckpointed, metav1.ConditionTrue,
-			lpmv1.ReasonCheckpointed, fmt.Sprintf("%d containers checkpointed", len(stats))))
+			lpmv1.ReasonCheckpointed, counted(len(stats), "container")+" checkpointed"))
 	})
 	if err != nil {
 		return rec, lpmv1.ReasonInternalError, err
@@ -537,7 +537,7 @@ func (a *Agent) serveTask(ctx context.Context, pm *lpmv1.PodMigration, rec *stat
 				s.Endpoint = a.opts.TransferEndpoint
 			}
 			setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionImagesServed, metav1.ConditionTrue,
-				lpmv1.ReasonImagesReady, fmt.Sprintf("%d checkpoint images served", len(statuses))))
+				lpmv1.ReasonImagesReady, counted(len(statuses), "checkpoint image")+" served"))
 		})
 		if err == nil {
 			return
@@ -783,8 +783,8 @@ func (a *Agent) sourceFinish(ctx context.Context, pm *lpmv1.PodMigration, rec *s
 		if !isTrue(sourceCondition(pm, lpmv1.AgentConditionKilled)) {
 			err := a.patchSource(ctx, pm, func(s *lpmv1.SourceAgentStatus) {
 				setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionKilled, metav1.ConditionTrue,
-					lpmv1.ReasonSourceKilled, fmt.Sprintf("every process of the %d frozen containers has SIGKILL "+
-						"pending and dies when the source pod is deleted", len(rec.Paused))))
+					lpmv1.ReasonSourceKilled, fmt.Sprintf("every process of the %s has SIGKILL pending and dies "+
+						"when the source pod is deleted", counted(len(rec.Paused), "frozen container"))))
 			})
 			if err != nil {
 				return reconcile.Result{}, err
@@ -927,4 +927,12 @@ func (a *Agent) restoredPodExists(ctx context.Context, pm *lpmv1.PodMigration) (
 		return false, nil
 	}
 	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed, nil
+}
+
+// counted returns n and the noun, in the plural unless n is 1.
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -189,8 +189,8 @@ func (a *Agent) importTask(ctx context.Context, pm *lpmv1.PodMigration) {
 		s.VolumeDataImage = volumeRef
 		s.BytesDone = s.BytesTotal
 		setCondition(&s.Conditions, a.condition(pm, lpmv1.AgentConditionImagesReady, metav1.ConditionTrue,
-			lpmv1.ReasonImagesReady, fmt.Sprintf("%d checkpoint images imported and reported by the CRI",
-				len(images))))
+			lpmv1.ReasonImagesReady, counted(len(images), "checkpoint image")+
+				" imported and reported by the CRI"))
 	})
 	if err != nil {
 		log.Error(err, "Failed to report the imported images")

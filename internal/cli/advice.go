@@ -200,8 +200,9 @@ var adviceByReason = map[lpmv1.Reason]string{
 		"target agent's logs and check the node's free disk space.",
 	lpmv1.ReasonTransferTimedOut: "Building, carrying or importing the images took longer than " +
 		"spec.timeouts.transfer. Create the PodMigration with a larger timeout for large pods or slow links.",
-	lpmv1.ReasonRestoredPodFailed: "The restored pod failed on the target node. Read its events with " +
-		"kubectl describe pod.",
+	lpmv1.ReasonRestoredPodFailed: "The restored pod failed on the target node, and the rollback deleted " +
+		"it. The message holds the runtime's or CRIU's error lines. The kubelet's events of the restored " +
+		"pod remain after the rollback: kubectl get events in the pod's namespace lists them.",
 	lpmv1.ReasonNotRestored: "The target runtime started a container fresh instead of restoring its " +
 		"checkpoint, so its memory was lost. Check that the target node's runtime restores from " +
 		"checkpoint images (the RESTORE column of kubectl get nodeagents).",
@@ -236,15 +237,26 @@ const migrationArgs = "{migration}"
 
 // adviceFor returns what the user should do about reason, with pm's name
 // and namespace in the commands it suggests. pm is nil where no
-// PodMigration exists, as in the local checks. A reason that this version
-// of the plugin does not know gets a pointer to the details.
+// PodMigration remains, as in the local checks and after a check's dry
+// run: the sentences that point to the migration are then left out. A
+// reason that this version of the plugin does not know gets a pointer to
+// the details.
 func adviceFor(reason lpmv1.Reason, pm *lpmv1.PodMigration) string {
 	advice, ok := adviceByReason[reason]
 	if !ok {
 		advice = "Read the message above, and the details with kubectl migrate status " + migrationArgs + "."
 	}
-	if pm == nil {
-		return strings.ReplaceAll(advice, "kubectl migrate status "+migrationArgs, "kubectl migrate list")
+	if pm != nil {
+		return strings.ReplaceAll(advice, migrationArgs, pm.Name+" -n "+pm.Namespace)
 	}
-	return strings.ReplaceAll(advice, migrationArgs, pm.Name+" -n "+pm.Namespace)
+	var remaining []string
+	for _, sentence := range strings.SplitAfter(advice, ". ") {
+		if !strings.Contains(sentence, migrationArgs) {
+			remaining = append(remaining, sentence)
+		}
+	}
+	if len(remaining) == 0 {
+		return "Read the message above."
+	}
+	return strings.TrimSpace(strings.Join(remaining, ""))
 }

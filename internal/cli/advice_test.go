@@ -102,8 +102,9 @@ func TestAdviceNamesTheMigration(t *testing.T) {
 			want: "kubectl migrate status web-x7k2p -n shop shows its path."},
 		{name: "deadline", reason: lpmv1.ReasonDeadlineExceeded, pm: pm,
 			want: "kubectl migrate status web-x7k2p -n shop, and raise the timeout."},
-		{name: "no migration", reason: lpmv1.ReasonInProgress,
-			want: "Follow it with kubectl migrate list."},
+		{name: "no migration", reason: lpmv1.ReasonInProgress, want: "The migration runs."},
+		{name: "no migration keeps the rest", reason: lpmv1.ReasonCheckpointFailed,
+			want: "CRIU failed to dump a container."},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

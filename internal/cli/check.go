@@ -246,7 +246,7 @@ func explainUnfinishedCheck(out io.Writer, result dryRunResult, timeout time.Dur
 			phase = string(result.migration.Status.Phase)
 		}
 		_, _ = fmt.Fprintf(out, "The checks did not finish within %s (phase %s). %s\n",
-			formatDuration(timeout), phase, adviceFor(pendingReason(result.migration), result.migration))
+			formatDuration(timeout), phase, adviceFor(pendingReason(result.migration), nil))
 		return reportedError(ExitWaitTimedOut, errors.New("timed out waiting for the preflight checks"))
 	case errors.Is(result.err, ErrInterrupted) || errors.Is(result.err, context.Canceled):
 		_, _ = fmt.Fprintln(out, "Stopped. The dry-run PodMigration was deleted.")
@@ -347,5 +347,6 @@ func writeCheckReport(out io.Writer, pm *lpmv1.PodMigration) {
 	if message != "" {
 		_, _ = fmt.Fprintf(out, "  %s\n", oneLine(message))
 	}
-	_, _ = fmt.Fprintf(out, "What to do: %s\n", adviceFor(reason, pm))
+	// The dry run's PodMigration is deleted once the report is written.
+	_, _ = fmt.Fprintf(out, "What to do: %s\n", adviceFor(reason, nil))
 }

@@ -3,11 +3,13 @@ package controller
 import (
 	"fmt"
 	"regexp"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lpmv1 "github.com/lpm-dev/lpm/api/v1"
+	"github.com/lpm-dev/lpm/internal/controller/preflight"
 )
 
 // reasonPattern is the form of a condition reason: PascalCase, as the
@@ -99,4 +101,43 @@ func targetStatus(m *lpmv1.PodMigration) *lpmv1.TargetAgentStatus {
 		return &lpmv1.TargetAgentStatus{}
 	}
 	return m.Status.Target
+}
+
+// failOnAgentLoss fails the migration when the agent of its source or
+// target node has sent no heartbeat for preflight.AgentHeartbeatTimeout:
+// the node or the agent is down, and the step it owes would only end at
+// the stage's timeout. The rollback keeps the source frozen until no
+// restored pod is left. Otherwise it requests a reconcile for when the
+// older heartbeat expires.
+func failOnAgentLoss(o *outcome, w *world) {
+	agents := []struct {
+		role, node string
+		agent      *lpmv1.NodeAgent
+	}{
+		{role: "source", node: o.status.SourceNode, agent: w.sourceAgent},
+		{role: "target", node: o.status.TargetNode, agent: w.targetAgent},
+	}
+	for _, a := range agents {
+		if a.node == "" {
+			continue
+		}
+		var last time.Time
+		if a.agent != nil && a.agent.Status.HeartbeatTime != nil {
+			last = a.agent.Status.HeartbeatTime.Time
+		}
+		expires := last.Add(preflight.AgentHeartbeatTimeout)
+		if o.now.Before(expires) {
+			o.requeueAt(expires)
+			continue
+		}
+		seen := "never sent a heartbeat"
+		if !last.IsZero() {
+			seen = fmt.Sprintf("sent its last heartbeat at %s, %s ago", last.UTC().Format(time.RFC3339),
+				o.now.Sub(last).Round(time.Second))
+		}
+		o.fail(lpmv1.ReasonAgentUnavailable, fmt.Sprintf("the lpm agent of the %s node %s %s, more than %s: "+
+			"the node or the agent is down, so the migration rolls back", a.role, a.node, seen,
+			preflight.AgentHeartbeatTimeout))
+		return
+	}
 }

@@ -37,9 +37,36 @@ func TestStepCheckpointing(t *testing.T) {
 		wantStageCon metav1.ConditionStatus
 	}{
 		{
-			name:        "still checkpointing",
+			name: "still checkpointing",
+			migration: func(m *lpmv1.PodMigration) {
+				m.Spec.Timeouts = &lpmv1.Timeouts{Checkpoint: &metav1.Duration{Duration: 30 * time.Second}}
+			},
 			wantPhase:   lpmv1.PhaseCheckpointing,
-			wantRequeue: DefaultCheckpointTimeout + agentReportGrace - time.Second,
+			wantRequeue: 30*time.Second + agentReportGrace - time.Second,
+		},
+		{
+			name: "requeue when a heartbeat expires",
+			world: func(w *world) {
+				w.targetAgent.Status.HeartbeatTime = &metav1.Time{Time: w.now.Add(-90 * time.Second)}
+			},
+			wantPhase:   lpmv1.PhaseCheckpointing,
+			wantRequeue: 30 * time.Second,
+		},
+		{
+			name: "silent target agent fails",
+			world: func(w *world) {
+				w.targetAgent.Status.HeartbeatTime = &metav1.Time{Time: w.now.Add(-2*time.Minute - time.Second)}
+			},
+			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonAgentUnavailable,
+			wantEvents:   []lpmv1.Reason{lpmv1.ReasonAgentUnavailable},
+			wantStageCon: metav1.ConditionFalse,
+		},
+		{
+			name:      "missing source agent fails",
+			world:     func(w *world) { w.sourceAgent = nil },
+			wantPhase: lpmv1.PhaseFailed, wantReason: lpmv1.ReasonAgentUnavailable,
+			wantEvents:   []lpmv1.Reason{lpmv1.ReasonAgentUnavailable},
+			wantStageCon: metav1.ConditionFalse,
 		},
 		{
 			name:        "checkpoint done",

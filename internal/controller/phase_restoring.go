@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -188,7 +189,7 @@ func restoredPodFailure(pod *corev1.Pod) (lpmv1.Reason, string) {
 	}
 	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
 		return lpmv1.ReasonRestoredPodFailed, fmt.Sprintf("the restored pod %s is %s: %s",
-			pod.Name, pod.Status.Phase, pod.Status.Message)
+			pod.Name, pod.Status.Phase, podEndDetail(pod))
 	}
 	if reason, msg := volumeRestoreFailure(pod); reason != "" {
 		return reason, msg
@@ -236,8 +237,13 @@ func removeSource(o *outcome, w *world) {
 		return
 	}
 	if w.pod.DeletionTimestamp != nil {
-		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting,
-			fmt.Sprintf("waiting for the kubelet of node %s to remove pod %s", o.status.SourceNode, w.pod.Name))
+		msg := fmt.Sprintf("waiting for the kubelet of node %s to remove pod %s", o.status.SourceNode, w.pod.Name)
+		if !o.now.Before(w.pod.DeletionTimestamp.Add(restoredPodGoneGrace)) {
+			msg += fmt.Sprintf(". If node %s is down, `kubectl delete pod %s -n %s --force --grace-period=0` "+
+				"removes the pod and the migration succeeds. The source containers stay frozen, and the lpm "+
+				"agent ends them when the node returns", o.status.SourceNode, w.pod.Name, o.m.Namespace)
+		}
+		o.setCondition(lpmv1.ConditionSourceRemoved, metav1.ConditionUnknown, lpmv1.ReasonSourceDeleting, msg)
 		o.requeue(sourceDeletionPoll)
 		return
 	}
@@ -273,4 +279,31 @@ func finishSucceeded(o *outcome, w *world) {
 		msg += fmt.Sprintf(". Downtime %s", o.status.Downtime.Duration)
 	}
 	o.succeed(lpmv1.ReasonMigrationComplete, msg)
+}
+
+// podEndDetail describes why a pod ended: the pod's reason and message and
+// each container's last state, because the kubelet often leaves the pod's
+// own message empty.
+func podEndDetail(pod *corev1.Pod) string {
+	var parts []string
+	if pod.Status.Reason != "" || pod.Status.Message != "" {
+		parts = append(parts, strings.TrimSpace(pod.Status.Reason+" "+pod.Status.Message))
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
+		pod.Status.ContainerStatuses...)
+	for _, s := range statuses {
+		switch {
+		case s.State.Terminated != nil:
+			t := s.State.Terminated
+			parts = append(parts, strings.TrimSpace(fmt.Sprintf("container %q terminated with exit code %d: %s %s",
+				s.Name, t.ExitCode, t.Reason, t.Message)))
+		case s.State.Waiting != nil && s.State.Waiting.Reason != "":
+			parts = append(parts, strings.TrimSpace(fmt.Sprintf("container %q waits: %s %s", s.Name,
+				s.State.Waiting.Reason, s.State.Waiting.Message)))
+		}
+	}
+	if len(parts) == 0 {
+		return "the kubelet reported no reason; the pod's events hold the runtime's error"
+	}
+	return strings.Join(parts, "; ")
 }

@@ -402,3 +402,45 @@ func TestStepRestoringKeepHasNoDowntime(t *testing.T) {
 		t.Errorf("downtime = %s, want none: with sourcePolicy Keep the source never stopped", o.status.Downtime.Duration)
 	}
 }
+
+func TestPodEndDetail(t *testing.T) {
+	testCases := []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{
+			name: "pod message",
+			pod: &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted",
+				Message: "low on memory"}},
+			want: "Evicted low on memory",
+		},
+		{
+			name: "container that cannot start",
+			pod: &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed,
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{
+					Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError",
+						Message: "criu failed: type NOTIFY errno 0"}}}}}},
+			want: `container "app" waits: CreateContainerError criu failed: type NOTIFY errno 0`,
+		},
+		{
+			name: "terminated container",
+			pod: &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed,
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{
+					Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error"}}}}}},
+			want: `container "app" terminated with exit code 137: Error`,
+		},
+		{
+			name: "no detail",
+			pod:  &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed}},
+			want: "the kubelet reported no reason; the pod's events hold the runtime's error",
+		},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := podEndDetail(tc.pod); got != tc.want {
+				t.Errorf("podEndDetail() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

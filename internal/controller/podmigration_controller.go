@@ -159,6 +159,9 @@ func stepActive(o *outcome, w *world, slots *Slots) {
 	if o.status.Phase == phase || o.status.Phase == lpmv1.PhasePending {
 		enforceDeadlines(o)
 	}
+	if o.status.Phase == phase && phase != "" && phase != lpmv1.PhasePending && !restoredVerified(o) {
+		failOnAgentLoss(o, w)
+	}
 	if o.status.Phase == lpmv1.PhaseFailed && o.createRestored != nil {
 		o.createRestored = nil
 	}
