@@ -191,6 +191,10 @@ const (
 	// ReasonSharedMemoryFileInUse: a process holds or maps a file of the
 	// pod sandbox's /dev/shm, which the restored pod gets empty.
 	ReasonSharedMemoryFileInUse Reason = "SharedMemoryFileInUse"
+	// ReasonVolumeFileInUse: a process holds or maps a file of a configMap,
+	// secret, downwardAPI or projected volume by a path that the restored
+	// pod's volume lacks.
+	ReasonVolumeFileInUse Reason = "VolumeFileInUse"
 )
 
 // Reasons the source agent rejects a pod's emptyDir volumes, before the

@@ -137,6 +137,10 @@ var adviceByReason = map[lpmv1.Reason]string{
 	lpmv1.ReasonSharedMemoryFileInUse: "A process of the pod holds or maps a file of the pod's /dev/shm " +
 		"(POSIX shared memory), which does not travel: the restored pod gets an empty /dev/shm. Close " +
 		"and unmap the file before the migration, or mount a memory-backed emptyDir volume at /dev/shm.",
+	lpmv1.ReasonVolumeFileInUse: "A process of the pod holds or maps a file of a configMap, secret, " +
+		"downwardAPI or projected volume. The kubelet writes such a volume into a directory named after " +
+		"the time of writing, which has another name in the restored pod. Close the file after reading " +
+		"it, or mount the file with subPath.",
 	lpmv1.ReasonIncompatibleCRIU: "The target node's CRIU cannot restore what the source node's CRIU " +
 		"dumps: it is older, or lacks a feature the source's configuration uses (see the message). " +
 		"Pick a target with the same or a newer CRIU.",

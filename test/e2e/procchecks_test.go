@@ -88,6 +88,8 @@ func TestProcessScanRejectsBeforeCut(t *testing.T) {
 		{name: "pipes", env: map[string]string{"HOLDER_PIPES": "1100"}, wantReason: lpmv1.ReasonTooManyPipesWithData},
 		{name: "dev-shm", env: map[string]string{"HOLDER_OPEN": "/dev/shm/held"},
 			wantReason: lpmv1.ReasonSharedMemoryFileInUse},
+		{name: "volume-file", env: map[string]string{"HOLDER_READ": "/etc/podinfo/name"}, mutate: withPodInfo,
+			wantReason: lpmv1.ReasonVolumeFileInUse},
 		{name: "tty", mutate: func(p *corev1.Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = true, true },
 			wantReason: lpmv1.ReasonControllingTerminal},
 		// The controller rejects hostIPC pods before the agents look at them.
@@ -281,11 +283,12 @@ func requireHolderMoves(t *testing.T, ns, podName, migration string) *lpmv1.PodM
 }
 
 // TestRestoreFailureReportsCRIUErrors makes the restore fail inside CRIU:
-// the holder keeps a file of a downwardAPI volume open. The kubelet writes
-// such a volume into a directory named after the time of writing, so the
-// restored pod's volume lacks the path the process held and CRIU cannot
-// reopen the file. The migration must fail with CRIU's error lines and the
-// kept log's location in its message, and the source must run on.
+// the holder keeps a configMap file open that is mounted with subPath, and
+// the configMap changes before the migration. The running pod keeps the
+// old file, the restored pod gets the new one, and CRIU rejects the file
+// whose size differs from the dump's. The migration must fail with CRIU's
+// error lines and the kept log's location in its message, and the source
+// must run on.
 // containerd 2.3 deletes the restore log with the failed container, so the
 // target node's CRIU configuration sets log-file for the test, as the
 // agent's documentation advises.
@@ -309,9 +312,25 @@ func TestRestoreFailureReportsCRIUErrors(t *testing.T) {
 		_, _ = n.Output(testContext(t, time.Minute), "rm", "-f", "/var/log/criu-lpm-e2e.log")
 	})
 	ns := newNamespace(t)
-	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_READ": "/etc/podinfo/name"},
-		withPodInfo))
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cfg"},
+		Data: map[string]string{"conf": "short\n"}}
+	if err := clients.Client.Create(withContext(t), cm); err != nil {
+		t.Fatal(err)
+	}
+	pod := createPod(t, holderPod(ns, "holder-open", map[string]string{"HOLDER_READ": "/etc/conf"},
+		func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{
+					Name: "cfg"}}}})
+			c := &p.Spec.Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "cfg", MountPath: "/etc/conf",
+				SubPath: "conf"})
+		}))
 	time.Sleep(2 * time.Second)
+	cm.Data["conf"] = "a longer configuration than the one the holder opened\n"
+	if err := clients.Client.Update(withContext(t), cm); err != nil {
+		t.Fatal(err)
+	}
 
 	pm := migrate(t, ns, "move-open", lpmv1.PodMigrationSpec{PodName: pod.Name, TargetNode: nodeB})
 

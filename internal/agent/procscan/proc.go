@@ -68,6 +68,9 @@ type process struct {
 	sysvShm []string
 	// shmMaps are the mapped files under /dev/shm that still exist.
 	shmMaps []string
+	// volumeMaps are the mapped files in a kubelet's timestamped volume
+	// directory.
+	volumeMaps []string
 }
 
 // openFile is one file descriptor.
@@ -360,6 +363,10 @@ func (r *reader) readMaps(p *process) error {
 		seen[name] = true
 		if inDevShm(name) {
 			p.shmMaps = append(p.shmMaps, name)
+			continue
+		}
+		if writerDirPattern.MatchString(name) && !strings.HasSuffix(name, " (deleted)") {
+			p.volumeMaps = append(p.volumeMaps, name)
 			continue
 		}
 		if !strings.HasSuffix(name, " (deleted)") {

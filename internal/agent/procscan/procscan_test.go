@@ -384,6 +384,27 @@ func TestScanRules(t *testing.T) {
 			devShmVolume: true,
 		},
 		{
+			name: "open configMap file rejected",
+			procs: []proc{{pid: 100, fds: map[int]string{
+				6: "/etc/config/..2026_12_05_01_59_15.2748875017/app.yaml",
+				7: "/etc/config/..data-notes",
+			}}},
+			version: criu421,
+			want:    []found{{lpmv1.ReasonVolumeFileInUse, "app", 100, 6}},
+		},
+		{
+			name: "mapped secret file rejected",
+			procs: []proc{{pid: 100, maps: []string{"7f0000000000-7f0000001000 r--s 00000000 00:1b 7 " +
+				"/var/run/secrets/app/..2026_12_05_01_59_15.1/key"}}},
+			version: criu421,
+			want:    []found{{lpmv1.ReasonVolumeFileInUse, "app", 100, -1}},
+		},
+		{
+			name:    "configMap file by subPath passes",
+			procs:   []proc{{pid: 100, fds: map[int]string{6: "/etc/config/app.yaml"}}},
+			version: criu421,
+		},
+		{
 			name:    "deleted /dev/shm file passes",
 			procs:   []proc{{pid: 100, fds: map[int]string{6: "/dev/shm/held (deleted)"}}},
 			version: criu421,

@@ -2,6 +2,7 @@ package procscan
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -37,6 +38,7 @@ var processRules = []processRule{
 	ruleDeletedFiles,
 	ruleHostSharedMemory,
 	ruleSandboxSharedMemory,
+	ruleVolumeFiles,
 	ruleTCPConnections,
 	ruleMultipathTCP,
 }
@@ -237,6 +239,35 @@ func ruleSandboxSharedMemory(s scope, p *process) []Finding {
 		if !reported[path] {
 			out = append(out, finding(s, p, lpmv1.ReasonSharedMemoryFileInUse, -1, "mapping of "+path, problem,
 				fix))
+		}
+	}
+	return out
+}
+
+// writerDirPattern matches the directory into which the kubelet writes the
+// files of a configMap, secret, downwardAPI or projected volume. The name
+// holds the time of writing, such as ..2026_12_05_01_59_15.2748875017.
+var writerDirPattern = regexp.MustCompile(`/\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+/`)
+
+// ruleVolumeFiles rejects files of configMap, secret, downwardAPI and
+// projected volumes that a process holds open or maps. Their paths run
+// through the kubelet's timestamped directory, which has another name in
+// the restored pod's volume, so CRIU fails to reopen them after the cut.
+func ruleVolumeFiles(s scope, p *process) []Finding {
+	const problem = "the file lies in a timestamped directory of a configMap, secret, downwardAPI or " +
+		"projected volume, which has another name in the restored pod, so CRIU could not reopen it"
+	const fix = "close the file after reading it, or mount the file with subPath, whose path stays the same"
+	var out []Finding
+	reported := map[string]bool{}
+	for _, f := range p.fds {
+		if writerDirPattern.MatchString(f.target) && !strings.HasSuffix(f.target, " (deleted)") {
+			reported[f.target] = true
+			out = append(out, finding(s, p, lpmv1.ReasonVolumeFileInUse, f.fd, f.target, problem, fix))
+		}
+	}
+	for _, path := range p.volumeMaps {
+		if !reported[path] {
+			out = append(out, finding(s, p, lpmv1.ReasonVolumeFileInUse, -1, "mapping of "+path, problem, fix))
 		}
 	}
 	return out
