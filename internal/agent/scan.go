@@ -136,12 +136,8 @@ func (a *Agent) sandboxShmFiles(ctx context.Context, pod *corev1.Pod, containers
 		if files == 0 {
 			return ""
 		}
-		noun := "files"
-		if files == 1 {
-			noun = "file"
-		}
-		return fmt.Sprintf("its /dev/shm holds %d %s (%d bytes) that stay behind, because the restored pod "+
-			"gets an empty /dev/shm", files, noun, size)
+		return fmt.Sprintf("its /dev/shm holds %s (%d bytes) that stay behind, because the restored pod "+
+			"gets an empty /dev/shm", counted(files, "file"), size)
 	}
 	return ""
 }

@@ -194,9 +194,7 @@ func restoredPodFailure(pod *corev1.Pod) (lpmv1.Reason, string) {
 	if reason, msg := volumeRestoreFailure(pod); reason != "" {
 		return reason, msg
 	}
-	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
-		pod.Status.ContainerStatuses...)
-	for _, s := range statuses {
+	for _, s := range containerStatuses(pod) {
 		if s.RestartCount > 0 {
 			return lpmv1.ReasonContainerRestarted, fmt.Sprintf("container %q of the restored pod %s restarted",
 				s.Name, pod.Name)
@@ -289,9 +287,7 @@ func podEndDetail(pod *corev1.Pod) string {
 	if pod.Status.Reason != "" || pod.Status.Message != "" {
 		parts = append(parts, strings.TrimSpace(pod.Status.Reason+" "+pod.Status.Message))
 	}
-	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
-		pod.Status.ContainerStatuses...)
-	for _, s := range statuses {
+	for _, s := range containerStatuses(pod) {
 		switch {
 		case s.State.Terminated != nil:
 			t := s.State.Terminated
@@ -306,4 +302,11 @@ func podEndDetail(pod *corev1.Pod) string {
 		return "the kubelet reported no reason; the pod's events hold the runtime's error"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// containerStatuses returns the statuses of the pod's init containers and
+// containers.
+func containerStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
+	return append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...),
+		pod.Status.ContainerStatuses...)
 }

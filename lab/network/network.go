@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"slices"
 	"strings"
 
 	"github.com/lpm-dev/lpm/lab/instance"
@@ -53,7 +52,9 @@ func hostRoutes() ([]route, error) {
 	return routes, nil
 }
 
-// labRoutes returns the host routes that lie inside the lab's range.
+// labRoutes returns the host routes that lie inside the lab's range, except
+// the unreachable route for the whole range, which stays while the lab is
+// down.
 func labRoutes(in instance.Instance) ([]string, error) {
 	routes, err := hostRoutes()
 	if err != nil {
@@ -76,7 +77,10 @@ func labRoutes(in instance.Instance) ([]string, error) {
 		if r.Dev != "" {
 			desc += " dev " + r.Dev
 		}
-		out = append(out, strings.TrimSpace(desc))
+		desc = strings.TrimSpace(desc)
+		if desc != guardRoute(in) {
+			out = append(out, desc)
+		}
 	}
 	return out, nil
 }
@@ -92,7 +96,6 @@ func EnsureBridge(in instance.Instance) error {
 		if err != nil {
 			return err
 		}
-		routes = slices.DeleteFunc(routes, func(r string) bool { return r == guardRoute(in) })
 		if len(routes) > 0 {
 			return fmt.Errorf("address range %s of lab %q is already in use on this machine (%s): "+
 				"run lpm-lab down, or choose another lab name or slot", in.Range(), in.Name, strings.Join(routes, "; "))
@@ -108,8 +111,7 @@ func EnsureBridge(in instance.Instance) error {
 	if _, err := ip(ctx, "link", "set", br, "up"); err != nil {
 		return err
 	}
-	_, err := ip(ctx, "route", "replace", "unreachable", in.Range().String())
-	return err
+	return addGuardRoute(ctx, in)
 }
 
 // RemoveBridge deletes the bridge and keeps the lab's unreachable route,
@@ -122,12 +124,18 @@ func RemoveBridge(in instance.Instance) error {
 			return err
 		}
 	}
+	return addGuardRoute(ctx, in)
+}
+
+// addGuardRoute adds, or keeps, the unreachable route for the lab's whole
+// range.
+func addGuardRoute(ctx context.Context, in instance.Instance) error {
 	_, err := ip(ctx, "route", "replace", "unreachable", in.Range().String())
 	return err
 }
 
-// guardRoute returns the unreachable route that covers the lab's whole range,
-// as labRoutes lists it.
+// guardRoute returns the unreachable route that covers the lab's whole
+// range, as the host's route listing shows it.
 func guardRoute(in instance.Instance) string {
 	return "unreachable " + in.Range().String()
 }
@@ -226,9 +234,7 @@ func Remains(in instance.Instance) ([]string, error) {
 		return out, err
 	}
 	for _, r := range routes {
-		if r != guardRoute(in) {
-			out = append(out, "route "+r)
-		}
+		out = append(out, "route "+r)
 	}
 	return out, nil
 }

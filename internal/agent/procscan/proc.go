@@ -66,11 +66,9 @@ type process struct {
 	deletedMaps []mappedFile
 	// sysvShm lists the attached System V shared memory segments.
 	sysvShm []string
-	// shmMaps are the mapped files under /dev/shm that still exist.
-	shmMaps []string
-	// volumeMaps are the mapped files in a kubelet's timestamped volume
-	// directory.
-	volumeMaps []string
+	// mappedFiles are the paths of the mapped files that still exist, each
+	// once.
+	mappedFiles []string
 }
 
 // openFile is one file descriptor.
@@ -342,9 +340,8 @@ func parsePidfdPID(fdinfo string) int {
 	return -1
 }
 
-// readMaps reads the deleted files, the files under /dev/shm and the System V
-// segments mapped into the process. The size of a deleted file comes from
-// its map_files link.
+// readMaps reads the files and System V segments mapped into the process.
+// The size of a deleted file comes from its map_files link.
 func (r *reader) readMaps(p *process) error {
 	data, err := os.ReadFile(r.path(p.pid, "maps"))
 	if err != nil {
@@ -361,15 +358,10 @@ func (r *reader) readMaps(p *process) error {
 			continue
 		}
 		seen[name] = true
-		if inDevShm(name) {
-			p.shmMaps = append(p.shmMaps, name)
-			continue
-		}
-		if writerDirPattern.MatchString(name) && !strings.HasSuffix(name, " (deleted)") {
-			p.volumeMaps = append(p.volumeMaps, name)
-			continue
-		}
 		if !strings.HasSuffix(name, " (deleted)") {
+			if strings.HasPrefix(name, "/") {
+				p.mappedFiles = append(p.mappedFiles, name)
+			}
 			continue
 		}
 		switch {

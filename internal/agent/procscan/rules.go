@@ -223,30 +223,17 @@ func ruleSandboxSharedMemory(s scope, p *process) []Finding {
 	if s.devShmVolume {
 		return nil
 	}
-	const problem = "the file lives in the pod sandbox's /dev/shm, which no checkpoint carries, so the " +
-		"restored pod would start with an empty /dev/shm and CRIU could not reopen the file"
-	const fix = "close and unmap the file before the migration, or mount a memory-backed emptyDir volume " +
-		"at /dev/shm, whose files the migration carries"
-	var out []Finding
-	reported := map[string]bool{}
-	for _, f := range p.fds {
-		if inDevShm(f.target) {
-			reported[f.target] = true
-			out = append(out, finding(s, p, lpmv1.ReasonSharedMemoryFileInUse, f.fd, f.target, problem, fix))
-		}
-	}
-	for _, path := range p.shmMaps {
-		if !reported[path] {
-			out = append(out, finding(s, p, lpmv1.ReasonSharedMemoryFileInUse, -1, "mapping of "+path, problem,
-				fix))
-		}
-	}
-	return out
+	return heldFiles(s, p, lpmv1.ReasonSharedMemoryFileInUse,
+		func(path string) bool { return strings.HasPrefix(path, "/dev/shm/") },
+		"the file lives in the pod sandbox's /dev/shm, which no checkpoint carries, so the restored pod "+
+			"would start with an empty /dev/shm and CRIU could not reopen the file",
+		"close and unmap the file before the migration, or mount a memory-backed emptyDir volume at "+
+			"/dev/shm, whose files the migration carries")
 }
 
 // writerDirPattern matches the directory into which the kubelet writes the
 // files of a configMap, secret, downwardAPI or projected volume. The name
-// holds the time of writing, such as ..2026_12_05_01_59_15.2748875017.
+// contains the time of writing, such as ..2026_12_05_01_59_15.2748875017.
 var writerDirPattern = regexp.MustCompile(`/\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+/`)
 
 // ruleVolumeFiles rejects files of configMap, secret, downwardAPI and
@@ -254,29 +241,31 @@ var writerDirPattern = regexp.MustCompile(`/\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d
 // through the kubelet's timestamped directory, which has another name in
 // the restored pod's volume, so CRIU fails to reopen them after the cut.
 func ruleVolumeFiles(s scope, p *process) []Finding {
-	const problem = "the file lies in a timestamped directory of a configMap, secret, downwardAPI or " +
-		"projected volume, which has another name in the restored pod, so CRIU could not reopen it"
-	const fix = "close the file after reading it, or mount the file with subPath, whose path stays the same"
+	return heldFiles(s, p, lpmv1.ReasonVolumeFileInUse, writerDirPattern.MatchString,
+		"the file lies in a timestamped directory of a configMap, secret, downwardAPI or projected volume, "+
+			"which has another name in the restored pod, so CRIU could not reopen it",
+		"close the file after reading it, or mount the file with subPath, whose path stays the same")
+}
+
+// heldFiles returns a finding for each existing file that matches and that
+// the process holds open or maps. A file both open and mapped counts once,
+// at its descriptor.
+func heldFiles(s scope, p *process, reason lpmv1.Reason, matches func(path string) bool, problem,
+	fix string) []Finding {
 	var out []Finding
 	reported := map[string]bool{}
 	for _, f := range p.fds {
-		if writerDirPattern.MatchString(f.target) && !strings.HasSuffix(f.target, " (deleted)") {
+		if matches(f.target) && !strings.HasSuffix(f.target, " (deleted)") {
 			reported[f.target] = true
-			out = append(out, finding(s, p, lpmv1.ReasonVolumeFileInUse, f.fd, f.target, problem, fix))
+			out = append(out, finding(s, p, reason, f.fd, f.target, problem, fix))
 		}
 	}
-	for _, path := range p.volumeMaps {
-		if !reported[path] {
-			out = append(out, finding(s, p, lpmv1.ReasonVolumeFileInUse, -1, "mapping of "+path, problem, fix))
+	for _, path := range p.mappedFiles {
+		if matches(path) && !reported[path] {
+			out = append(out, finding(s, p, reason, -1, "mapping of "+path, problem, fix))
 		}
 	}
 	return out
-}
-
-// inDevShm reports whether path names a file under /dev/shm that still
-// exists.
-func inDevShm(path string) bool {
-	return strings.HasPrefix(path, "/dev/shm/") && !strings.HasSuffix(path, " (deleted)")
 }
 
 // rulePipes rejects a container whose processes hold more pipes with

@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/lpm-dev/lpm/internal/agent/archive"
 	"github.com/lpm-dev/lpm/internal/agent/ckptimage"
 	"github.com/lpm-dev/lpm/internal/agent/internal/archivetest"
+	"github.com/lpm-dev/lpm/internal/agent/internal/testenv"
 )
 
 // fakeAuthenticator stands in for the API server's TokenReview: it knows a
@@ -66,20 +65,7 @@ func newTestImage(t *testing.T, dir string, pagesBytes int64) *ckptimage.Image {
 	t.Helper()
 	path := filepath.Join(dir, "checkpoint.tar")
 	archivetest.WriteFile(t, path, archivetest.Options{PagesBytes: pagesBytes})
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	info, err := archive.Inspect(f, archive.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := ckptimage.Build(ckptimage.Source{ArchivePath: path, Archive: info, Container: "counter",
-		MigrationUID: migrationUID, Platform: v1.Platform{OS: "linux", Architecture: "amd64"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, _ := testenv.BuildCheckpointImage(t, path, migrationUID)
 	return img
 }
 
